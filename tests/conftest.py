@@ -1,0 +1,39 @@
+# ----------------------------------------------------------------------------- data fixtures (tests/test_data.py)
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("TRIAGE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real-data folder (MANIFEST.md, verify.py); tests that need it skip without it."""
+    if not (SHARED_DATA / "verify.py").is_file():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set TRIAGE_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def verify(shared_data):
+    """shared/data/verify.py imported as a module (reference decoders and expected hashes)."""
+    spec = importlib.util.spec_from_file_location("shared_data_verify", shared_data / "verify.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def triage_cache(tmp_path_factory):
+    """Point $TRIAGE_CACHE at a fresh folder for the session, so tests never touch the user's cache."""
+    path = tmp_path_factory.mktemp("triage_cache")
+    old = os.environ.get("TRIAGE_CACHE")
+    os.environ["TRIAGE_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("TRIAGE_CACHE", None)
+    else:
+        os.environ["TRIAGE_CACHE"] = old
+# ----------------------------------------------------------------------------- end of data fixtures

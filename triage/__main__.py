@@ -1,0 +1,87 @@
+"""Command line: ``python -m triage run ...`` (also installed as ``triage``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .data import DATASETS, DataError
+from .experiments import PROFILES, ConfigError, RunStore, make_config, run
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (exit 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _add_run_args(p):
+    p.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("--block", type=_positive_int, default=0,
+                   help="block to compress, 1..5 (0: the uncompressed base; default)")
+    p.add_argument("--init", default=None, help="random (RW) | mean (MW) | stn (STN); default random")
+    p.add_argument("--regime", default=None, help="frozen (FM) | thawed (TM); default thawed")
+    p.add_argument("--profile", default="smoke", help=f"one of {', '.join(PROFILES)} (default smoke)")
+    p.add_argument("--seed", type=_positive_int, default=0)
+    p.add_argument("--epochs", type=_positive_int, default=None, help="override the profile's epochs")
+    p.add_argument("--stn-epochs", type=_positive_int, default=None)
+    p.add_argument("--width", type=float, default=None, help="override the channel multiplier")
+    p.add_argument("--resolution", type=_positive_int, default=None,
+                   help="input side in px; 224 upsamples per batch as the paper did")
+    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--precision", default=None, help="auto (default) | bf16 | fp32")
+    p.add_argument("--data-root", default=None, help="data folder (default: $TRIAGE_DATA, ./data, ../shared/data)")
+    p.add_argument("--out", default=None, help="runs folder (default: $TRIAGE_RUNS or ./runs)")
+    p.add_argument("--run-dir", default=None, help="write this run to exactly this folder")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def main(argv=None) -> int:
+    parser = _Parser(prog="triage", description="Deep Net Triage experiments")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p_run = sub.add_parser("run", help="train one network (base or compressed child)")
+    _add_run_args(p_run)
+    p_dl = sub.add_parser("download", help="fetch a public data set with torchvision (needs internet)")
+    p_dl.add_argument("dataset")
+    p_dl.add_argument("--data-root", default="data")
+    from . import grid  # `grid` and `status` (papermill, dask) live in triage/grid.py
+    grid_commands = grid.add_commands(sub)
+    args = parser.parse_args(argv)
+    if args.command in grid_commands:
+        return grid.main(args)
+
+    try:
+        if args.command == "run":
+            cfg = make_config(args.dataset, args.block, args.init, args.regime, args.profile, args.seed,
+                              epochs=args.epochs, stn_epochs=args.stn_epochs, width=args.width,
+                              resolution=args.resolution, batch_size=args.batch_size, lr=args.lr,
+                              precision=args.precision)
+            store = RunStore(args.out) if args.out else RunStore()
+            run(cfg, store, data_root=args.data_root, device=args.device,
+                progress=not args.no_progress, run_dir=args.run_dir,
+                log=lambda m: print(m, file=sys.stderr))
+        elif args.command == "download":
+            from .data import download
+            path = download(args.dataset, args.data_root)
+            print(f"{args.dataset} is in {path}")
+    except (ConfigError, DataError) as e:
+        print(f"triage: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("triage: interrupted; rerun the same command to resume from the last finished epoch",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

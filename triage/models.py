@@ -1,0 +1,193 @@
+"""VGG16 with batch normalisation, as data: a cfg list and a builder.
+
+The paper (Nowak & Corso, Sec. 2.2) frames VGG16 as five blocks of 2-3 3x3
+convolutions, each followed by a max-pool. We keep that structure addressable:
+``model.features.block1 ... block5``, each an ``nn.Sequential`` with children
+``conv1, bn1, relu1, conv2, ..., pool``, so surgery never counts layer indices.
+
+Two heads:
+
+* ``resolution >= 224``: torchvision's head (7x7 adaptive average pool,
+  25088 -> 4096 -> 4096 -> classes), so that at width 1 the parameter count is
+  torchvision's 138,365,992 and its state dicts load (see ``load_state_dict``).
+* smaller inputs (32 px CIFAR/MNIST, 64 px dog crops): global average pool,
+  then 512w -> 512w -> classes. At 32 px the last feature map is 1x1 already,
+  so the pool changes nothing there.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+__all__ = ["VGG16_CFG", "VGG", "vgg16_bn", "block_names", "block_convs", "conv_layers"]
+
+# Channels of each conv, block by block (torchvision's cfg "D" with the 'M's as block ends).
+VGG16_CFG: tuple[tuple[int, ...], ...] = (
+    (64, 64),
+    (128, 128),
+    (256, 256, 256),
+    (512, 512, 512),
+    (512, 512, 512),
+)
+
+
+def _scaled(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+def make_block(in_channels: int, convs: tuple[int, ...]) -> nn.Sequential:
+    """One VGG block: (conv3x3 -> BN -> ReLU) per entry of ``convs``, then 2x2 max-pool."""
+    layers: list[tuple[str, nn.Module]] = []
+    c_in = in_channels
+    for i, c_out in enumerate(convs, start=1):
+        layers += [
+            (f"conv{i}", nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)),
+            (f"bn{i}", nn.BatchNorm2d(c_out)),
+            (f"relu{i}", nn.ReLU(inplace=True)),
+        ]
+        c_in = c_out
+    layers.append(("pool", nn.MaxPool2d(kernel_size=2, stride=2)))
+    return nn.Sequential(OrderedDict(layers))
+
+
+class VGG(nn.Module):
+    """VGG with addressable blocks.
+
+    Args:
+        cfg: channels per conv, one tuple per block (already scaled by width).
+        num_classes: classifier outputs.
+        in_channels: image channels (1 for MNIST, 3 for colour).
+        resolution: input side in pixels; >= 224 selects torchvision's 4096-wide head.
+        dropout: dropout probability in the classifier (VGG's 0.5).
+    """
+
+    def __init__(self, cfg, num_classes: int, in_channels: int = 3, resolution: int = 32,
+                 dropout: float = 0.5):
+        super().__init__()
+        if num_classes < 1 or in_channels < 1:
+            raise ValueError(f"num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}")
+        if resolution < 32:
+            raise ValueError(f"resolution must be >= 32 (five 2x2 pools), got {resolution}")
+        self.cfg = tuple(tuple(int(c) for c in b) for b in cfg)
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.resolution = resolution
+        self.dropout = dropout
+        blocks, c_in = [], in_channels
+        for i, convs in enumerate(self.cfg, start=1):
+            blocks.append((f"block{i}", make_block(c_in, convs)))
+            c_in = convs[-1]
+        self.features = nn.Sequential(OrderedDict(blocks))
+        if resolution >= 224:
+            hidden = 4096
+            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+            self.classifier = nn.Sequential(
+                nn.Linear(c_in * 7 * 7, hidden), nn.ReLU(True), nn.Dropout(dropout),
+                nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(dropout),
+                nn.Linear(hidden, num_classes),
+            )
+        else:
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.classifier = nn.Sequential(
+                nn.Linear(c_in, c_in), nn.ReLU(True), nn.Dropout(dropout),
+                nn.Linear(c_in, num_classes),
+            )
+        self.register_load_state_dict_pre_hook(_torchvision_keys_hook)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torchvision's VGG initialisation (Kaiming-normal convs, N(0, 0.01) linears)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.reset_parameters()
+                m.reset_running_stats()
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.avgpool(x)
+        return self.classifier(torch.flatten(x, 1))
+
+    def block(self, i: int) -> nn.Sequential:
+        """Block ``i`` (1..5, the paper's numbering)."""
+        if not 1 <= i <= len(self.features):
+            raise ValueError(f"block must be in 1..{len(self.features)}, got {i}")
+        return getattr(self.features, f"block{i}")
+
+
+def vgg16_bn(num_classes: int, in_channels: int = 3, width: float = 1.0, resolution: int = 32,
+             dropout: float = 0.5) -> VGG:
+    """VGG16-BN (Simonyan & Zisserman, config D, with BN after every conv).
+
+    Args:
+        num_classes: number of classes.
+        in_channels: 1 for MNIST, 3 for colour images.
+        width: multiplier of every conv's channels (1.0 is the paper's network;
+            the smoke/cpu profiles use narrower ones). The small head is 512*width wide.
+        resolution: input side; 224 gives torchvision's 4096-4096 head.
+
+    Example:
+        >>> m = vgg16_bn(1000, resolution=224)
+        >>> sum(p.numel() for p in m.parameters())
+        138365992
+    """
+    if not width > 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    cfg = tuple(tuple(_scaled(c, width) for c in block) for block in VGG16_CFG)
+    return VGG(cfg, num_classes, in_channels=in_channels, resolution=resolution, dropout=dropout)
+
+
+def block_names(model: VGG) -> list[str]:
+    """``['block1', ..., 'block5']`` for a VGG."""
+    return [name for name, _ in model.features.named_children()]
+
+
+def block_convs(block: nn.Sequential) -> list[nn.Conv2d]:
+    """The conv layers of one block, in order."""
+    return [m for m in block if isinstance(m, nn.Conv2d)]
+
+
+def conv_layers(model: nn.Module) -> "OrderedDict[str, nn.Conv2d]":
+    """Every ``nn.Conv2d`` of a model by qualified name, in forward order."""
+    return OrderedDict((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+
+
+# torchvision's vgg16_bn keeps its features in one flat Sequential: features.0 is the
+# first conv, features.1 its BN, 2 ReLU, ... with a MaxPool after each block. This maps
+# those flat indices onto our block/layer names so `load_state_dict` accepts both.
+_FLAT_KEY = re.compile(r"^features\.(\d+)\.(.+)$")
+
+
+def _torchvision_index_map(cfg) -> dict[int, str]:
+    mapping, idx = {}, 0
+    for b, convs in enumerate(cfg, start=1):
+        for i in range(1, len(convs) + 1):
+            mapping[idx] = f"block{b}.conv{i}"
+            mapping[idx + 1] = f"block{b}.bn{i}"
+            idx += 3  # conv, bn, relu
+        idx += 1  # max-pool
+    return mapping
+
+
+def _torchvision_keys_hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
+                           unexpected_keys, error_msgs):
+    mapping = None
+    for key in list(state_dict):
+        if not key.startswith(prefix):
+            continue
+        m = _FLAT_KEY.match(key[len(prefix):])
+        if m is None:
+            continue
+        if mapping is None:
+            mapping = _torchvision_index_map(module.cfg)
+        name = mapping.get(int(m.group(1)))
+        if name is not None:
+            state_dict[f"{prefix}features.{name}.{m.group(2)}"] = state_dict.pop(key)

@@ -1,0 +1,56 @@
+"""Structural compression (Nowak & Corso, Sec. 2.2): one VGG block -> one conv.
+
+A block of 2-3 convs (each conv -> BN -> ReLU) followed by a max-pool becomes
+a single conv (block input channels -> block output channels, 3x3) -> BN -> ReLU
+-> the same max-pool. Output shapes are unchanged, so every other layer of the
+parent is kept as it is.
+"""
+from __future__ import annotations
+
+from .models import VGG
+
+__all__ = ["compress_block", "compressed_layer_names"]
+
+
+def compress_block(model: VGG, block: int) -> VGG:
+    """Return a new model whose ``block`` is a single conv + BN + ReLU + max-pool.
+
+    Every parameter and buffer outside the block is copied from ``model``; the
+    new layer (``features.block{block}.conv1`` / ``bn1``) keeps a fresh default
+    initialisation until one of :mod:`triage.init`'s initialisers is applied.
+    ``model`` is not modified.
+
+    Because the first conv of a VGG block already maps the block's input
+    channels to its output channels, the new conv has exactly that conv's shape:
+    the parameter count drops by the block's convs 2..n and BNs 2..n.
+
+    Args:
+        model: a :class:`~triage.models.VGG` (trained parent).
+        block: 1..5, the paper's block numbering.
+
+    Example:
+        >>> from triage.models import vgg16_bn
+        >>> child = compress_block(vgg16_bn(10, width=0.25), 3)
+        >>> len(child.block(3))   # conv1, bn1, relu1, pool
+        4
+    """
+    if not isinstance(model, VGG):
+        raise TypeError(f"compress_block needs a triage VGG, got {type(model).__name__}")
+    model.block(block)  # validates the index with a clear message
+    cfg = list(model.cfg)
+    cfg[block - 1] = (cfg[block - 1][-1],)
+    child = VGG(cfg, model.num_classes, in_channels=model.in_channels,
+                resolution=model.resolution, dropout=model.dropout)
+    prefix = f"features.block{block}."
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}
+    missing, unexpected = child.load_state_dict(kept, strict=False)
+    assert not unexpected and all(k.startswith(prefix) for k in missing), (missing, unexpected)
+    ref = next(model.parameters())
+    child = child.to(device=ref.device, dtype=ref.dtype)
+    child.train(model.training)
+    return child
+
+
+def compressed_layer_names(block: int) -> tuple[str, str]:
+    """Qualified names of the compressed conv and its BN in a child of :func:`compress_block`."""
+    return f"features.block{block}.conv1", f"features.block{block}.bn1"

@@ -1,0 +1,255 @@
+"""Training loops, the frozen/thawed regimes and the paper's schedule.
+
+Nowak & Corso, Sec. 3.2-3.4 and Tables 1-2: SGD with momentum 0.9 and weight
+decay, Keras' ReduceLROnPlateau on test accuracy (patience 1, cooldown 3,
+per-data-set decay factor and minimum learning rate).
+
+Regimes after compression:
+
+* ``frozen`` (FM): only the compressed conv and its BN learn. Every other
+  parameter has ``requires_grad=False`` and every other BN stays in eval mode,
+  so the frozen BNs keep the parent's running statistics (our choice -- the
+  paper does not say; updating them would change the frozen network).
+* ``thawed`` (TM): everything learns, all BNs in train mode.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .surgery import compressed_layer_names
+
+__all__ = [
+    "REGIMES", "apply_regime", "set_train_mode", "trainable_parameters", "autocast_dtype",
+    "train_one_epoch", "evaluate", "make_optimizer", "make_scheduler", "epochs_to_fraction",
+    "summarise", "seed_everything", "KerasReduceLROnPlateau",
+]
+
+REGIMES = ("frozen", "thawed")
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices); optionally force deterministic kernels."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def _new_layer_modules(block: int) -> tuple[str, ...]:
+    return compressed_layer_names(block)
+
+
+def apply_regime(model: nn.Module, regime: str | None, block: int = 0) -> nn.Module:
+    """Set ``requires_grad`` for a regime (in place) and return the model.
+
+    ``regime=None`` or ``'thawed'``: every parameter trains. ``'frozen'``: only the
+    parameters of ``features.block{block}.conv1`` and ``bn1`` (the compressed layer).
+    """
+    if regime in (None, "thawed"):
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    if regime != "frozen":
+        raise ValueError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)}")
+    if block < 1:
+        raise ValueError("the frozen regime needs a compressed block (1..5)")
+    keep = tuple(n + "." for n in _new_layer_modules(block))
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith(keep))
+    return model
+
+
+def set_train_mode(model: nn.Module, regime: str | None, block: int = 0) -> nn.Module:
+    """``model.train()``, except that under FM every BN but the new one stays in eval mode."""
+    model.train()
+    if regime == "frozen":
+        keep = set(_new_layer_modules(block))
+        for name, m in model.named_modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and name not in keep:
+                m.eval()
+    return model
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype to train with: None means fp32.
+
+    ``auto`` picks bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX),
+    where bf16 autocast with channels_last measured several times fp32 here
+    (see benchmarks/RESULTS.md); fp32 elsewhere.
+    """
+    device = torch.device(device)
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision != "auto":
+        raise ValueError(f"unknown precision {precision!r}; choose auto, bf16 or fp32")
+    if device.type == "cuda":
+        return torch.bfloat16
+    if device.type == "cpu":
+        native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+        return torch.bfloat16 if (native or amx) else None
+    return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_optimizer(model: nn.Module, lr: float, momentum: float = 0.9,
+                   weight_decay: float = 0.0) -> torch.optim.SGD:
+    """SGD with momentum over the parameters that require grad (Table 2: momentum 0.9)."""
+    params = trainable_parameters(model)
+    if not params:
+        raise ValueError("no trainable parameters")
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+class KerasReduceLROnPlateau:
+    """Keras' ``ReduceLROnPlateau`` (the paper's scheduler, Sec. 3.4), epoch by epoch.
+
+    torch's class of the same name counts patience and cooldown one epoch
+    differently (it reduces after ``patience + 1`` bad epochs and its cooldown
+    ends one epoch later), so we follow the Keras 2 code exactly:
+    an epoch is an improvement if ``acc > best + min_delta`` (absolute); during
+    cooldown the wait counter stays 0; otherwise ``wait += 1`` and when
+    ``wait >= patience`` every group's lr becomes ``max(lr * factor, min_lr)``
+    and a cooldown of ``cooldown`` epochs starts.
+    """
+
+    def __init__(self, optimizer, factor: float, patience: int, cooldown: int, min_lr: float,
+                 min_delta: float = 1e-4):
+        if not 0 < factor < 1:
+            raise ValueError(f"lr decay factor must be in (0, 1), got {factor}")
+        self.optimizer = optimizer
+        self.factor, self.patience, self.cooldown = factor, patience, cooldown
+        self.min_lr, self.min_delta = min_lr, min_delta
+        self.best = -math.inf
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def step(self, metric: float) -> None:
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if metric > self.best + self.min_delta:
+            self.best = metric
+            self.wait = 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                for group in self.optimizer.param_groups:
+                    if group["lr"] > self.min_lr:
+                        group["lr"] = max(group["lr"] * self.factor, self.min_lr)
+                self.cooldown_counter = self.cooldown
+                self.wait = 0
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("best", "wait", "cooldown_counter")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+def make_scheduler(optimizer, factor: float, patience: int, cooldown: int, min_lr: float):
+    """The paper's schedule: Keras-style ReduceLROnPlateau on test accuracy."""
+    return KerasReduceLROnPlateau(optimizer, factor=factor, patience=patience, cooldown=cooldown,
+                                  min_lr=min_lr)
+
+
+def train_one_epoch(model: nn.Module, optimizer, loader, *, device, amp_dtype=None,
+                    regime: str | None = None, block: int = 0, progress: bool = True,
+                    desc: str = "train") -> dict:
+    """One pass over ``loader`` with cross-entropy. Returns ``{'loss', 'acc'}``.
+
+    Loss and accuracy are accumulated on the device and read once at the end
+    (no host sync per batch).
+    """
+    device = torch.device(device)
+    set_train_mode(model, regime, block)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        with _autocast(device, amp_dtype):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * y.shape[0]
+        correct += (logits.argmax(1) == y).sum()
+        n += y.shape[0]
+    loss, acc = (loss_sum / max(n, 1)).item(), correct.item() / max(n, 1)
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"training loss is {loss}; lower the learning rate")
+    return {"loss": loss, "acc": acc}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, *, device="cpu", amp_dtype=None) -> dict:
+    """Top-1 accuracy and mean cross-entropy of ``model`` on ``loader`` (eval mode).
+
+    Example:
+        >>> evaluate(model, test_loader)            # doctest: +SKIP
+        {'loss': 0.31, 'acc': 0.912, 'n': 10000}
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    try:
+        for x, y in loader:
+            with _autocast(device, amp_dtype):
+                logits = model(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+            n += y.shape[0]
+    finally:
+        model.train(was_training)
+    return {"loss": (loss_sum / max(n, 1)).item(), "acc": correct.item() / max(n, 1), "n": n}
+
+
+def epochs_to_fraction(test_acc: list[float], fraction: float = 0.99) -> int:
+    """First epoch (1-based) whose test accuracy reaches ``fraction`` of the maximum.
+
+    The paper's Fig. 4 measure ("epochs to converge to within 99% of maximal accuracy").
+    """
+    if not test_acc:
+        raise ValueError("no epochs")
+    target = fraction * max(test_acc)
+    return next(i for i, a in enumerate(test_acc, start=1) if a >= target)
+
+
+def summarise(test_acc: list[float]) -> dict:
+    """max test accuracy, its epoch (1-based) and epochs to 99% of max."""
+    best = max(test_acc)
+    return {
+        "max_test_acc": best,
+        "epoch_of_max": test_acc.index(best) + 1,
+        "epochs_to_99pct": epochs_to_fraction(test_acc, 0.99),
+        "final_test_acc": test_acc[-1],
+        "epochs": len(test_acc),
+    }
