@@ -39,7 +39,7 @@ from .train import (REGIMES, apply_regime, autocast_dtype, evaluate, make_optimi
 
 __all__ = ["HParams", "TABLE1", "TABLE2", "Profile", "PROFILES", "RunConfig", "make_config",
            "ConfigError", "RunStore", "run", "load_model", "build_model", "check_model_data",
-           "default_runs_root"]
+           "default_runs_root", "hyperparameter_tables"]
 
 
 class ConfigError(ValueError):
@@ -223,8 +223,17 @@ def make_config(dataset: str, block: int = 0, init: str | None = None, regime: s
 # ----------------------------------------------------------------------------- store
 
 def default_runs_root() -> Path:
-    """``$TRIAGE_RUNS`` if set, else ``./runs``."""
-    return Path(os.environ.get("TRIAGE_RUNS", "runs"))
+    """``$TRIAGE_RUNS`` if set; else ``<checkout>/runs`` when working inside a triage
+    checkout (so the book's notebooks, executed in ``book/``, share the CLI's store);
+    else ``./runs``."""
+    env = os.environ.get("TRIAGE_RUNS")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[1]
+    cwd = Path.cwd().resolve()
+    if (repo / "pyproject.toml").is_file() and (cwd == repo or repo in cwd.parents):
+        return repo / "runs"
+    return Path("runs")
 
 
 def _git_hash() -> str:
@@ -477,3 +486,18 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
 def _tqdm(*args, **kwargs):
     from tqdm.auto import tqdm
     return tqdm(*args, **kwargs)
+
+
+def hyperparameter_tables():
+    """The paper's Tables 1-2 and our profiles, as pandas DataFrames (rendered from the configs).
+
+    Returns:
+        (table1, table2, profiles): Table 1 per data set, Table 2 (constants), and one row per profile.
+    """
+    import pandas as pd
+
+    t1 = pd.DataFrame([dataclasses.asdict(h) for h in TABLE1.values()], index=list(TABLE1))
+    t1.index.name = "dataset"
+    t2 = pd.DataFrame([TABLE2], index=["all"])
+    prof = pd.DataFrame([dataclasses.asdict(p) for p in PROFILES.values()]).set_index("name")
+    return t1, t2, prof
