@@ -132,6 +132,46 @@ def _cpu_mhz() -> float | None:
     return None
 
 
+_CLOCK_C = r"""
+#include <stdio.h>
+#include <time.h>
+int main(void) {
+    long n = 400000000L, x = 0;
+    clock_t t0 = clock();
+    for (long i = 0; i < n; i++)  /* 4 dependent 1-cycle adds; the loop's own uops overlap them */
+        __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
+    printf("%f\n", 4.0 * n / ((double)(clock() - t0) / CLOCKS_PER_SEC) / 1e9);
+    return (int)(x & 1);
+}
+"""
+
+
+def measure_cpu_ghz() -> float | None:
+    """The core clock under load, in GHz, from a chain of dependent integer adds (x86 + a C compiler).
+
+    /proc/cpuinfo reports the nominal clock on VMs (2.6 GHz here) while the cores boost
+    higher; the peak is cores x *this* clock x FLOP/cycle. Counts CPU time, so other
+    processes' load does not bias it. None when no compiler or not x86-64.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None or platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        src, exe = Path(d) / "clock.c", Path(d) / "clock"
+        src.write_text(_CLOCK_C)
+        try:
+            subprocess.run([cc, "-O1", "-o", str(exe), str(src)], check=True, capture_output=True, timeout=60)
+            runs = [float(subprocess.run([str(exe)], capture_output=True, text=True, timeout=60).stdout)
+                    for _ in range(3)]
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return None
+    return max(runs)
+
+
 def describe_machine(device: torch.device) -> dict:
     """What RESULTS.md records beside every figure."""
     info = {
@@ -158,14 +198,15 @@ def print_machine(info: dict) -> None:
           + (f", load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}" if la else ""))
 
 
-def assumed_peak(device: torch.device, dtype: torch.dtype | None) -> tuple[float, str]:
+def assumed_peak(device: torch.device, dtype: torch.dtype | None, cpu_ghz: float | None = None
+                 ) -> tuple[float, str]:
     """(peak FLOP/s, why) of the device for training in `dtype` (None: fp32).
 
     GPU: the data-sheet dense bf16 tensor-core figure (fp32 runs are compared with it too,
     since bf16 is what the hardware can do). CPU: cores x clock x FLOP/cycle, with
-    FLOP/cycle from the vector units the flags announce. The clock is /proc/cpuinfo's,
-    which on a VM is the nominal one (boost may be higher), so treat the CPU figure as
-    an estimate; the measured GEMM ceiling (gemm_ceiling) is printed beside it.
+    FLOP/cycle from the vector units the flags announce, and the clock `cpu_ghz` (measured
+    with measure_cpu_ghz) or else /proc/cpuinfo's, which on a VM is the nominal one. Treat
+    the CPU figure as an estimate; the measured GEMM ceiling (gemm_ceiling) is printed beside it.
     """
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
@@ -175,7 +216,7 @@ def assumed_peak(device: torch.device, dtype: torch.dtype | None) -> tuple[float
         return float("nan"), f"{name}: peak unknown (pass --peak-tflops)"
     flags = _cpu_flags()
     cores = torch.get_num_threads()
-    mhz = _cpu_mhz()
+    mhz, source = (cpu_ghz * 1000, "measured") if cpu_ghz else (_cpu_mhz(), "/proc/cpuinfo")
     if mhz is None:
         return float("nan"), "CPU clock unknown (pass --peak-tflops)"
     # fp32 FLOP/cycle/core: two 256-bit FMA pipes (AVX2 cores; AMD Zen 4 runs AVX-512 on the
@@ -192,11 +233,12 @@ def assumed_peak(device: torch.device, dtype: torch.dtype | None) -> tuple[float
         else:
             what += " (no native bf16: converted to fp32)"
     peak = cores * mhz * 1e6 * per_cycle
-    return peak, (f"{cores} cores x {mhz / 1000:.2f} GHz (/proc/cpuinfo) x {per_cycle} FLOP/cycle "
+    return peak, (f"{cores} cores x {mhz / 1000:.2f} GHz ({source}) x {per_cycle} FLOP/cycle "
                   f"({what}) = {peak / 1e9:.0f} GFLOP/s, an estimate")
 
 
-def gemm_ceiling(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 3) -> float:
+def gemm_ceiling(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 3,
+                 clock: str = "wall") -> float:
     """Measured FLOP/s of a large square matmul: what the device reaches on its best kernel."""
     if n is None:
         n = 8192 if device.type == "cuda" else 1024
@@ -205,7 +247,7 @@ def gemm_ceiling(device: torch.device, dtype: torch.dtype, n: int | None = None,
     a @ b  # warm-up (kernel selection, page faults)
     times = []
     for _ in range(reps):
-        with Timer(device) as t:
+        with Timer(device, clock) as t:
             for _ in range(4 if device.type == "cpu" else 20):
                 a @ b
         times.append(t.seconds / (4 if device.type == "cpu" else 20))

@@ -264,10 +264,12 @@ def main(argv=None) -> dict:
             v.seconds.append(t.seconds)
     bench_seconds = time.perf_counter() - t_start
 
+    cpu_ghz = C.measure_cpu_ghz() if device.type == "cpu" and not args.peak_tflops else None
     rows = []
     for v in variants:
         rates = [n / s for s in v.seconds]
-        peak, why = (args.peak_tflops * 1e12, "--peak-tflops") if args.peak_tflops else C.assumed_peak(device, v.dtype)
+        peak, why = ((args.peak_tflops * 1e12, "--peak-tflops") if args.peak_tflops
+                     else C.assumed_peak(device, v.dtype, cpu_ghz))
         rows.append({"variant": v.name, "setup": v.note, "images_per_s": C.median(rates),
                      "min": min(rates), "max": max(rates), "dtype": str(v.dtype or torch.float32),
                      "peak_flops": peak, "peak_why": why})
@@ -280,7 +282,7 @@ def main(argv=None) -> dict:
     ceilings = {}
     if not args.no_gemm:
         for dt in {torch.float32, *(v.dtype for v in variants if v.dtype is not None)}:
-            ceilings[str(dt)] = C.gemm_ceiling(device, dt)
+            ceilings[str(dt)] = C.gemm_ceiling(device, dt, clock=args.clock)
 
     print(f"\nFLOPs per training image (FlopCounterMode, forward+backward): {flops_img / 1e9:.3f} GFLOP")
     if args.clock == "cpu":

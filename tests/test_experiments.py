@@ -202,3 +202,15 @@ def test_python_dash_m_entry_point(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         "triage: error: unknown dataset 'svhn'; choose one of mnist, cifar10, cifar100, stanford_dogs"]
+
+
+@pytest.mark.parametrize("resolution", [64, 224])
+def test_upsampled_inputs_run_end_to_end(resolution, tmp_path):
+    # the paper upsamples to 224 px (per batch, on the device); 224 selects torchvision's head
+    cfg = make_config("cifar10", profile="smoke", resolution=resolution, width=1 / 16, epochs=1,
+                      train_per_class=2, test_per_class=2, batch_size=10)
+    d = run(cfg, RunStore(tmp_path), progress=False, log=lambda m: None)
+    model = triage.load_model(d)
+    linears = [m for m in model.classifier if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == (3 if resolution == 224 else 2)
+    assert json.loads((d / "summary.json").read_text())["train_images"] == 20

@@ -226,6 +226,61 @@ def test_interrupted_training_resumes_from_its_last_epoch(tmp_path, triage_cache
     assert grid.network_state(store, cfg)[0] == "done"
 
 
+def test_slurm_executor_submits_children_only_after_their_base(monkeypatch, tmp_path):
+    """The submit/poll loop shared by the dask and slurm executors, with a stand-in submitit."""
+    import types
+    events, params = [], {}
+
+    class Job:
+        def __init__(self, fn, args, kwargs):
+            self.fn, self.args, self.kwargs, self.out = fn, args, kwargs, None
+
+        def done(self):  # the job runs when first polled, as if the cluster had run it meanwhile
+            if self.out is None:
+                self.out = self.fn(*self.args, **self.kwargs)
+            return True
+
+        def result(self):
+            return self.out
+
+        def cancel(self):
+            pass
+
+    class AutoExecutor:
+        def __init__(self, folder):
+            params["folder"] = folder
+
+        def update_parameters(self, **kw):
+            params.update(kw)
+
+        def submit(self, fn, *args, **kwargs):
+            events.append(("submit", args[0].seed, args[0].name))
+            return Job(fn, args, kwargs)
+
+    def fake_execute(cfg, runs_root, template, **kw):
+        events.append(("run", cfg.seed, cfg.name))
+        status = "failed" if (cfg.seed, cfg.block) == (1, 0) else "done"
+        return {"key": cfg.key(), "dataset": cfg.dataset, "seed": cfg.seed, "name": cfg.name,
+                "run_dir": "", "status": status, "seconds": 0.0, "error": "boom" if status == "failed" else None}
+
+    monkeypatch.setitem(sys.modules, "submitit", types.SimpleNamespace(AutoExecutor=AutoExecutor))
+    monkeypatch.setattr(grid, "execute_network", fake_execute)
+    cfgs = grid.expand_grid("mnist", "smoke", seeds=[0, 1], blocks=[2], inits=["mean"])
+    report = grid.run_grid(cfgs, tmp_path, executor="slurm", slurm={"timeout_min": 5}, progress=False,
+                           log=lambda m: None)
+    assert params["timeout_min"] == 5 and params["folder"].endswith(".submitit")
+    for seed in (0, 1):  # every child is submitted after its own base ran
+        base_ran = events.index(("run", seed, "base"))
+        kids = [i for i, e in enumerate(events) if e[0] == "submit" and e[1] == seed and e[2] != "base"]
+        assert all(i > base_ran for i in kids)
+    assert [e for e in events if e[1] == 1 and e[2] != "base"] == []   # seed 1's base failed
+    statuses = {(r["seed"], r["name"]): r["status"] for r in report.results}
+    assert statuses == {(0, "base"): "done", (0, "b2-mean-frozen"): "done", (0, "b2-mean-thawed"): "done",
+                        (1, "base"): "failed", (1, "b2-mean-frozen"): "skipped", (1, "b2-mean-thawed"): "skipped"}
+    assert [(r["seed"], r["name"]) for r in report.results] == [(c.seed, c.name) for c in cfgs]  # grid order
+    assert not report.ok and len(report.failed) == 3
+
+
 # ----------------------------------------------------------------------------- bad input (CLI)
 
 def _one_line_error(capsys, argv):
@@ -259,12 +314,8 @@ def test_cli_unreachable_scheduler_fails_fast(capsys, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_cli_slurm_without_submitit_is_a_clear_error(capsys, tmp_path):
-    try:
-        import submitit  # noqa: F401
-        pytest.skip("submitit is installed")
-    except ImportError:
-        pass
+def test_cli_slurm_without_submitit_is_a_clear_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # as if not installed (import raises)
     err = _one_line_error(capsys, ["grid", "--dataset", "mnist", "--out", str(tmp_path), "--executor", "slurm"])
     assert "needs submitit" in err
 

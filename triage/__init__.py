@@ -19,4 +19,5 @@ from .data import (DATASETS, DataError, DatasetSpec, spec, load_split, get_loade
                    DeviceLoader, stratified_subset, resolve_root, download, channel_stats)
 from .experiments import (PROFILES, TABLE1, TABLE2, Profile, HParams, RunConfig,  # noqa: E402
                           ConfigError, RunStore, make_config, run, load_model, build_model)
+from .grid import expand_grid, run_grid, results_table, grid_status, status_counts  # noqa: E402
 from . import autopsy, critical, grid, plots  # noqa: E402  (analyses of the other two papers; the grid)

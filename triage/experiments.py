@@ -172,7 +172,10 @@ class RunConfig:
         if self.block == 0:
             return self
         epochs = base_epochs if base_epochs is not None else _base_epochs(self.profile, self.dataset)
-        return dataclasses.replace(self, block=0, init=None, regime=None, epochs=epochs)
+        # stn_epochs does not act on the base: keep the profile's, so that changing it for the
+        # children does not change the base's hash (and retrain it)
+        return dataclasses.replace(self, block=0, init=None, regime=None, epochs=epochs,
+                                   stn_epochs=PROFILES[self.profile].stn_epochs)
 
 
 def _base_epochs(profile: str, dataset: str) -> int:
@@ -194,6 +197,9 @@ def make_config(dataset: str, block: int = 0, init: str | None = None, regime: s
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     p, h, s = PROFILES[profile], TABLE1[dataset], spec(dataset)
+    for name, value in (("block", block), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
     if block == 0 and (init is not None or regime is not None):
         raise ConfigError("block 0 is the uncompressed base: it takes no --init or --regime")
     if block != 0:
@@ -217,6 +223,8 @@ def make_config(dataset: str, block: int = 0, init: str | None = None, regime: s
     if unknown:
         raise ConfigError(f"unknown config field(s): {', '.join(sorted(unknown))}")
     base.update({k: v for k, v in overrides.items() if v is not None})
+    if block == 0:
+        base["stn_epochs"] = p.stn_epochs  # no effect on the base; see RunConfig.parent
     return RunConfig(**base)
 
 
@@ -255,6 +263,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates 0600 files; give run files the usual umask-based mode so a
+        # store shared on a cluster file system stays readable by colleagues
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -350,24 +350,25 @@ def _dask_thread_vars() -> tuple[str, ...]:
 
 
 def _kernel_manager_class(drop_env: tuple[str, ...] = ()):
-    """An AsyncKernelManager on IPC sockets (no loopback TCP ports, no plain-text TCP warning)
-    whose kernel environment lacks ``drop_env``."""
+    """jupyter_client's AsyncKernelManager, whose kernel environment lacks ``drop_env``."""
     if drop_env not in _KM_CLASSES:
         from jupyter_client.manager import AsyncKernelManager
-        from traitlets import default
 
-        class _IPCKernelManager(AsyncKernelManager):
-            @default("transport")
-            def _transport_default(self):
-                return "ipc"
-
+        class _KernelManager(AsyncKernelManager):
             async def _async_launch_kernel(self, kernel_cmd, **kw):
                 if drop_env and kw.get("env") is not None:
                     kw["env"] = {k: v for k, v in kw["env"].items() if k not in drop_env}
                 return await super()._async_launch_kernel(kernel_cmd, **kw)
 
-        _KM_CLASSES[drop_env] = _IPCKernelManager
+        _KM_CLASSES[drop_env] = _KernelManager
     return _KM_CLASSES[drop_env]
+
+
+# The kernel's own log only carries transport chatter (a plain-TCP warning at every start,
+# "KeyboardInterrupt caught" at every shutdown) that would interleave with the progress bar.
+# Cell errors are in the notebook and a dead kernel is reported by papermill. (IPC sockets
+# would avoid the warning but race for socket names when two kernels share a folder.)
+_KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def execute_network(cfg: RunConfig, runs_root, template=None, *, data_root=None, device="auto",
@@ -411,7 +412,7 @@ def execute_network(cfg: RunConfig, runs_root, template=None, *, data_root=None,
         error = None
         try:
             pm.execute_notebook(str(template), str(partial), parameters=params, progress_bar=False,
-                                execution_timeout=timeout,
+                                execution_timeout=timeout, extra_arguments=_KERNEL_ARGS,
                                 kernel_manager_class=_kernel_manager_class(_dask_thread_vars()))
         except pm.PapermillExecutionError as e:
             error = (f"{e.ename}: {e.evalue} (cell {e.exec_count})", "".join(e.traceback))

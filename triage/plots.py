@@ -63,6 +63,7 @@ def plot_learning_curves(run_dir, axes=None):
         sns.lineplot(data=long, x="epoch", y=y, hue="split", marker="o", ax=ax)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, m["epoch"].max() + 0.5)  # a 1-epoch child still gets a readable axis
         ax.ticklabel_format(axis="y", useOffset=False)
     if cfg.block:
         # run_dir is <root>/<profile>/<dataset>/<name>-<hash>: the base lives in the same store.
@@ -543,3 +544,311 @@ def plot_compression(parent, block, ax=None):
     ax.set_ylim(-0.1, 2.9)
     ax.axis("off")
     return ax.figure
+
+
+# ---- results ----
+# The book's Results, Claims and Explorer chapters: the paper's Figs. 2-4 and the claim tests,
+# drawn from the exported tables of triage.report (runs.csv, metrics.csv, fig3_activations.npz),
+# so that no figure needs the weights. Every title ends with the Results tag
+# ("[profile: cpu; cifar10; seed 0]").
+
+_SCHEMES = ("FM-RW", "FM-MW", "FM-STN", "TM-RW", "TM-MW", "TM-STN")
+_INIT_LABEL = {"random": "RW", "mean": "MW", "stn": "STN"}
+_REGIME_LABEL = {"frozen": "FM", "thawed": "TM"}
+
+
+def scheme_palette():
+    """Colours of the six schemes: one hue per initialiser, light for FM, full for TM."""
+    import seaborn as sns
+    base = dict(zip(("RW", "MW", "STN"), sns.color_palette("tab10", 3)))
+    pal = {}
+    for s in _SCHEMES:
+        regime, init = s.split("-")
+        c = base[init]
+        pal[s] = tuple(0.45 * x + 0.55 for x in c) if regime == "FM" else c
+    return pal
+
+
+def _children_long(runs):
+    kids = runs[runs["block"] > 0].copy()
+    kids["init_label"] = kids["init"].map(_INIT_LABEL)
+    kids["regime_label"] = kids["regime"].map(_REGIME_LABEL)
+    return kids
+
+
+def plot_max_accuracy(runs, tag="", axes=None):
+    """The paper's Fig. 2: maximum test accuracy per compressed block and scheme, one panel per data set.
+
+    Points: one per seed; a larger marker with (with >= 3 seeds) its 95% CI: the mean
+    over seeds. The dashed line is the uncompressed base (mean over seeds; the band
+    spans its seeds' min and max when there are several).
+
+    Args:
+        runs: ``triage.report.Results.runs``.
+        tag: appended to the title (``Results.tag``).
+        axes: one Axes per data set; None makes a figure.
+
+    Returns:
+        the Figure.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    datasets = list(dict.fromkeys(runs["dataset"]))
+    if not datasets:
+        raise ValueError("no runs to plot")
+    if axes is None:
+        fig, axes = plt.subplots(1, len(datasets), figsize=(8.5 * len(datasets), 4.2), squeeze=False,
+                                 constrained_layout=True)
+        axes = axes[0]
+    fig = axes[0].figure
+    pal = scheme_palette()
+    for ax, ds in zip(axes, datasets):
+        part = runs[runs["dataset"] == ds]
+        kids = _children_long(part)
+        n_seeds = part["seed"].nunique()
+        if len(kids):
+            present = [s for s in _SCHEMES if s in set(kids["scheme"])]
+            sns.stripplot(data=kids, x="block", y="max_test_acc", hue="scheme", hue_order=present,
+                          palette=pal, dodge=True, order=[1, 2, 3, 4, 5], size=4, alpha=0.55,
+                          jitter=False, ax=ax, legend=False)
+            sns.pointplot(data=kids, x="block", y="max_test_acc", hue="scheme", hue_order=present,
+                          palette=pal, dodge=0.8 - 0.8 / len(present), order=[1, 2, 3, 4, 5],
+                          errorbar=("ci", 95) if n_seeds >= 3 else None, linestyle="none",
+                          markers=["v" if s.startswith("FM") else "o" for s in present],
+                          markersize=7, ax=ax)
+        base = part[part["block"] == 0]["max_test_acc"]
+        if len(base):
+            ax.axhline(base.mean(), ls="--", c="k", lw=1.2, label="base")
+            if len(base) > 1:
+                ax.axhspan(base.min(), base.max(), color="k", alpha=0.08, lw=0)
+        ax.set_xlabel("compressed block")
+        ax.set_ylabel("max test accuracy")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.set_title(f"{ds}: {len(part)} networks", fontsize=10)
+    fig.suptitle(f"Fig. 2: maximum test accuracy per block and scheme {tag}", fontsize=11)
+    return fig
+
+
+def plot_convergence(runs, tag="", by="dataset", axes=None):
+    """The paper's Fig. 4: epochs to reach 99% of each network's maximum accuracy, FM and TM panels.
+
+    Bars: mean over the networks of a group (blocks and seeds); points: the networks.
+
+    Args:
+        runs: ``Results.runs``.
+        by: ``"dataset"`` (the paper's x axis) or ``"block"``.
+        axes: two Axes (FM, TM); None makes a figure.
+
+    Returns:
+        the Figure.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
+    if by not in ("dataset", "block"):
+        raise ValueError(f"by must be 'dataset' or 'block', got {by!r}")
+    kids = _children_long(runs)
+    if kids.empty:
+        raise ValueError("no compressed networks to plot")
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True, constrained_layout=True)
+    fig = axes[0].figure
+    pal = dict(zip(("RW", "MW", "STN"), sns.color_palette("tab10", 3)))
+    order = list(dict.fromkeys(runs["dataset"])) if by == "dataset" else [1, 2, 3, 4, 5]
+    for ax, regime in zip(axes, ("FM", "TM")):
+        part = kids[kids["regime_label"] == regime]
+        if part.empty:
+            ax.text(0.5, 0.5, f"no {regime} networks yet", ha="center", transform=ax.transAxes)
+        else:
+            hue_order = [i for i in ("RW", "MW", "STN") if i in set(part["init_label"])]
+            sns.barplot(data=part, x=by, y="epochs_to_99pct", hue="init_label", hue_order=hue_order,
+                        order=order, palette=pal, errorbar=None, alpha=0.6, ax=ax)
+            sns.stripplot(data=part, x=by, y="epochs_to_99pct", hue="init_label", hue_order=hue_order,
+                          order=order, palette=pal, dodge=True, size=4, ax=ax, legend=False,
+                          edgecolor="k", linewidth=0.5)
+            ax.legend(title="init", fontsize=8)
+        ax.set_title(f"{regime} (" + ("only the compressed layer trains" if regime == "FM"
+                                       else "every layer trains") + ")", fontsize=10)
+        ax.set_xlabel("data set" if by == "dataset" else "compressed block")
+        ax.set_ylabel("epochs to 99% of max")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"Fig. 4: convergence after compression {tag}", fontsize=11)
+    return fig
+
+
+def plot_activation_maps(acts, tag=""):
+    """The paper's Fig. 3 from exported arrays: one fixed test image and the first block-1 maps per model.
+
+    Rows: Base, FM-STN, TM-STN, TM-RW (block 1 compressed); one colour scale for the
+    whole figure, so brightness compares across models and filters.
+
+    Args:
+        acts: ``Results.activations`` (``fig3_activations.npz`` as a dict).
+
+    Returns:
+        the Figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+    a = np.asarray(acts["activations"], dtype=np.float32)
+    labels = [str(x) for x in acts["labels"]]
+    n_models, n = a.shape[:2]
+    fig, axes = plt.subplots(n_models, n + 1, figsize=(1.25 * (n + 1), 1.35 * n_models + 0.6),
+                             squeeze=False, constrained_layout=True)
+    img = np.asarray(acts["image"]).transpose(1, 2, 0)
+    vmax = float(a.max()) or 1.0
+    for r in range(n_models):
+        axes[r, 0].imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray")
+        axes[r, 0].set_ylabel(labels[r], fontsize=9)
+        for f in range(n):
+            axes[r, f + 1].imshow(a[r, f], cmap="viridis", vmin=0, vmax=vmax)
+            if r == 0:
+                axes[r, f + 1].set_title(f"filter {f}", fontsize=8)
+    axes[0, 0].set_title("input", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"Fig. 3: block-1 activations, {acts['dataset']} test image {acts['image_index']} "
+                 f"({acts['image_class']}), block 1 compressed {tag}", fontsize=10)
+    return fig
+
+
+def plot_curve_grid(metrics, runs, dataset, tag="", y="test_acc"):
+    """Learning curves of every compressed network of a data set: blocks as rows, FM/TM as columns.
+
+    Lines: one per initialiser (mean over seeds, band: 95% CI with >= 3 seeds); the
+    dashed line is the base's max test accuracy. The explorer's static view.
+
+    Args:
+        metrics, runs: ``Results.metrics`` and ``Results.runs``.
+        dataset: which data set.
+        y: ``test_acc``, ``train_acc``, ``test_loss`` or ``train_loss``.
+
+    Returns:
+        the Figure.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
+    m = metrics[(metrics["dataset"] == dataset) & (metrics["block"] > 0)].copy()
+    if m.empty:
+        raise ValueError(f"no compressed {dataset} networks in the metrics")
+    m["init_label"] = m["init"].map(_INIT_LABEL)
+    pal = dict(zip(("RW", "MW", "STN"), sns.color_palette("tab10", 3)))
+    base = runs[(runs["dataset"] == dataset) & (runs["block"] == 0)]["max_test_acc"]
+    fig, axes = plt.subplots(5, 2, figsize=(9, 11), sharex=True, sharey=True, constrained_layout=True)
+    n_seeds = m["seed"].nunique()
+    for (r, block), (c, regime) in ((rb, cr) for rb in enumerate(range(1, 6))
+                                    for cr in enumerate(("frozen", "thawed"))):
+        ax = axes[r, c]
+        part = m[(m["block"] == block) & (m["regime"] == regime)]
+        if len(part):
+            sns.lineplot(data=part, x="epoch", y=y, hue="init_label", hue_order=["RW", "MW", "STN"],
+                         palette=pal, marker="o", errorbar=("ci", 95) if n_seeds >= 3 else None,
+                         ax=ax, legend=(r == 0 and c == 1))
+            if ax.get_legend() is not None:
+                ax.get_legend().set_title("init")
+        else:
+            ax.text(0.5, 0.5, "not run yet", ha="center", va="center", transform=ax.transAxes, color="0.5")
+        if len(base) and y.endswith("acc"):
+            ax.axhline(base.mean(), ls="--", c="k", lw=1)
+        ax.set_title(f"block {block}, {_REGIME_LABEL[regime]}", fontsize=9)
+        ax.set_ylabel(y.replace("_", " "))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, m["epoch"].max() + 0.5)  # a 1-epoch child still gets a readable axis
+    fig.suptitle(f"{dataset}: {y.replace('_', ' ')} per epoch after compression "
+                 f"(dashed: base) {tag}", fontsize=10)
+    return fig
+
+
+def plot_run_curves(metrics, runs, dataset, block, init=None, regime=None, tag="", axes=None):
+    """Train and test accuracy and loss per epoch of one config (every seed), with the base's best.
+
+    The explorer's per-selection view, from the exported metrics (no run folder needed).
+
+    Returns:
+        the Figure.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
+    sel = (metrics["dataset"] == dataset) & (metrics["block"] == block)
+    if block:
+        sel &= (metrics["init"] == init) & (metrics["regime"] == regime)
+    m = metrics[sel]
+    name = "base" if not block else f"b{block} {_REGIME_LABEL.get(regime, regime)}-{_INIT_LABEL.get(init, init)}"
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+    fig = axes[0].figure
+    if m.empty:
+        for ax in axes:
+            ax.text(0.5, 0.5, f"{dataset} {name}: not in these results", ha="center", transform=ax.transAxes)
+        return fig
+    long = pd.concat([m.assign(split=s, accuracy=m[f"{s}_acc"], loss=m[f"{s}_loss"])
+                      for s in ("train", "test")])
+    for ax, y in zip(axes, ("accuracy", "loss")):
+        sns.lineplot(data=long, x="epoch", y=y, hue="split", style="seed" if m["seed"].nunique() > 1 else None,
+                     marker="o", ax=ax)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, m["epoch"].max() + 0.5)  # a 1-epoch child still gets a readable axis
+    base = runs[(runs["dataset"] == dataset) & (runs["block"] == 0)]["max_test_acc"]
+    if block and len(base):
+        axes[0].axhline(base.mean(), ls="--", c="k", lw=1, label="base (max test)")
+        axes[0].legend(fontsize=8)
+    fig.suptitle(f"{dataset} {name}: learning curves {tag}", fontsize=10)
+    return fig
+
+
+def plot_claim_points(df, x, y, hue=None, ref=0.0, title="", ylabel=None, ax=None, scale=100.0,
+                      order=None, hue_order=None):
+    """Per-network points and their group means (95% CI with >= 3 points) against a reference line.
+
+    The claims chapter's view of each test's raw numbers (differences in accuracy
+    points, or epochs).
+
+    Args:
+        df: a tidy table (``triage.report.margins``, ``regime_gaps``, ``convergence_diffs``).
+        x, y, hue: its columns; ``init`` and ``regime`` are shown as the paper's labels
+            (RW/MW/STN, FM/TM) in the paper's order, with the colours of the other figures.
+        ref: the line a claim compares with (0: no difference), in ``y``'s unit.
+        scale: multiplier of ``y`` (100: fractions to points).
+
+    Returns:
+        the Axes.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.4), constrained_layout=True)
+    d = df.assign(_y=df[y] * scale)
+    palette = None
+    for col, labels in (("init", _INIT_LABEL), ("regime", _REGIME_LABEL)):
+        if col in (x, hue):
+            d[col] = d[col].map(labels)
+            present = [v for v in labels.values() if v in set(d[col])]
+            if col == x:
+                order = order or present
+            else:
+                hue_order = hue_order or present
+                if col == "init":
+                    palette = dict(zip(("RW", "MW", "STN"), sns.color_palette("tab10", 3)))
+    if hue and hue not in ("init", "regime") and d[hue].dtype.kind in "if":
+        # numeric levels (blocks, seeds) as categories, in order, on a discrete ramp
+        levels = sorted(d[hue].unique())
+        d[hue] = d[hue].map(lambda v: f"{v:g}")
+        hue_order = [f"{v:g}" for v in (hue_order or levels)]
+        palette = dict(zip(hue_order, sns.color_palette("viridis", len(hue_order))))
+    counts = d.groupby([x] + ([hue] if hue else []))["_y"].count()
+    n_hue = len(hue_order) if hue_order else (d[hue].nunique() if hue else 1)
+    sns.stripplot(data=d, x=x, y="_y", hue=hue, order=order, hue_order=hue_order, palette=palette,
+                  dodge=bool(hue), alpha=0.5, size=4, jitter=0.05, ax=ax, legend=False)
+    sns.pointplot(data=d, x=x, y="_y", hue=hue, order=order, hue_order=hue_order, palette=palette,
+                  dodge=(0.8 - 0.8 / n_hue) if hue else False, linestyle="none", markers="D",
+                  markersize=6, errorbar=("ci", 95) if len(counts) and counts.min() >= 3 else None, ax=ax)
+    if hue and ax.get_legend() is not None:
+        ax.legend(title=hue, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.axhline(ref * scale, ls="--", c="k", lw=1)
+    ax.set_ylabel(ylabel or y)
+    ax.set_title(title, fontsize=10)
+    return ax

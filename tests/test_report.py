@@ -1,0 +1,479 @@
+"""Tests of triage.report: the claim tests on hand-made tables, export/load of a fake run store."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from triage import report
+from triage.data import DataError
+from triage.experiments import (STORE_FORMAT, RunStore, build_model, make_config)
+from triage.grid import expand_grid
+from triage.surgery import compress_block
+from triage.train import summarise
+
+INITS = ("random", "mean", "stn")
+REGIMES = ("frozen", "thawed")
+SCHEME = {("random", "frozen"): "FM-RW", ("mean", "frozen"): "FM-MW", ("stn", "frozen"): "FM-STN",
+          ("random", "thawed"): "TM-RW", ("mean", "thawed"): "TM-MW", ("stn", "thawed"): "TM-STN"}
+
+
+# ----------------------------------------------------------------------------- hand-made tables
+
+def make_runs(acc, e99=lambda s, b, i, r: 4, seeds=(0,), base=0.60, dataset="cifar10", drop=()):
+    """A runs table of the full grid: ``acc(seed, block, init, regime) -> max test accuracy``.
+
+    ``base``: the base accuracy (a float, or a dict seed -> accuracy); ``drop``: (block, init, regime)
+    networks to leave out. Config columns are the cpu profile's.
+    """
+    base_cfg = dataclasses.asdict(make_config(dataset, profile="cpu"))
+    child_cfg = dataclasses.asdict(make_config(dataset, 1, "random", "thawed", profile="cpu"))
+    rows = []
+    for s in seeds:
+        b = base[s] if isinstance(base, dict) else base
+        rows.append({**base_cfg, "seed": s, "scheme": "Base", "name": "base", "max_test_acc": b,
+                     "epochs_to_99pct": 20, "train_images": 5000, "test_images": 2000})
+        for block in range(1, 6):
+            for init in INITS:
+                for regime in REGIMES:
+                    if (block, init, regime) in drop:
+                        continue
+                    rows.append({**child_cfg, "seed": s, "block": block, "init": init, "regime": regime,
+                                 "scheme": SCHEME[init, regime], "name": f"b{block}-{init}-{regime}",
+                                 "max_test_acc": acc(s, block, init, regime),
+                                 "epochs_to_99pct": e99(s, block, init, regime),
+                                 "train_images": 5000, "test_images": 2000})
+    return pd.DataFrame(rows)
+
+
+def verdict(table, claim, **kw):
+    c = report.claims(table, **kw)
+    row = c[(c["claim"] == claim) & (c["dataset"] != "all")].iloc[0]
+    return row["verdict"], row["numbers"]
+
+
+SEED3 = (0, 1, 2)
+NOISE = {0: 0.003, 1: -0.003, 2: 0.0}   # zero-mean seed offsets: means over seeds are exact
+
+
+# ----------------------------------------------------------------------------- C1
+
+def test_c1_holds_when_every_block_costs_the_same():
+    cost = {1: -0.010, 2: -0.005, 3: -0.012, 4: -0.008, 5: -0.006}   # spread 0.7 points
+    t = make_runs(lambda s, b, i, r: 0.6 + cost[b] + NOISE[s], seeds=SEED3)
+    v, n = verdict(t, "C1")
+    assert v == "holds"
+    assert n["range"] == pytest.approx(0.012 - 0.005)
+    assert n["worst_block"] == 3 and n["best_block"] == 2
+
+
+def test_c1_fails_when_one_block_is_critical_beyond_noise():
+    cost = {1: -0.01, 2: -0.01, 3: -0.10, 4: -0.01, 5: -0.01}
+    t = make_runs(lambda s, b, i, r: 0.6 + cost[b] + NOISE[s] * (1 + b / 10), seeds=SEED3)
+    v, n = verdict(t, "C1")
+    assert v == "does not hold"
+    assert n["worst_block"] == 3
+    assert n["range"] == pytest.approx(0.09)
+    assert n["p"] < 1e-6
+
+
+def test_c1_is_inconclusive_with_one_seed_and_still_reports_the_spread():
+    cost = {1: -0.01, 2: -0.01, 3: -0.10, 4: -0.01, 5: -0.01}
+    t = make_runs(lambda s, b, i, r: 0.6 + cost[b], seeds=(0,))
+    v, n = verdict(t, "C1")
+    assert v == "inconclusive"
+    assert n["range"] == pytest.approx(0.09)
+    assert np.isnan(n["p"])
+
+
+def test_c1_is_inconclusive_when_the_spread_is_within_seed_noise():
+    # block 2 costs 3 points more, but seeds move every network by +-5 points
+    cost = {1: -0.01, 2: -0.04, 3: -0.01, 4: -0.01, 5: -0.01}
+    big = {0: 0.05, 1: -0.05, 2: 0.0}
+    t = make_runs(lambda s, b, i, r: 0.6 + cost[b] + big[(s + b) % 3], seeds=SEED3)
+    v, n = verdict(t, "C1")
+    assert v == "inconclusive"
+    assert n["range"] == pytest.approx(0.03)
+    assert n["p"] > 0.05
+
+
+def test_c1_anova_matches_scipy():
+    from scipy.stats import f_oneway
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.01, size=(3, 6, 3, 2))
+    t = make_runs(lambda s, b, i, r: 0.6 - 0.004 * b + noise[s, b, INITS.index(i), REGIMES.index(r)],
+                  seeds=SEED3)
+    _, n = verdict(t, "C1")
+    m = report.margins(t)
+    d = m[m["regime"] == "thawed"].groupby(["seed", "block"])["delta"].mean().reset_index()
+    expected = f_oneway(*[g["delta"].to_numpy() for _, g in d.groupby("block")]).pvalue
+    assert n["p"] == pytest.approx(expected, rel=1e-9)
+
+
+# ----------------------------------------------------------------------------- C2
+
+def test_c2_holds_when_tm_is_consistently_much_better():
+    t = make_runs(lambda s, b, i, r: 0.60 if r == "thawed" else 0.50)
+    v, n = verdict(t, "C2")
+    assert v == "holds"
+    assert n["pairs"] == 15 and n["tm_wins"] == 15
+    assert n["mean_gap"] == pytest.approx(0.10)
+    assert n["p"] == pytest.approx(0.5 ** 15)
+
+
+def test_c2_fails_when_fm_is_worse_but_not_much():
+    t = make_runs(lambda s, b, i, r: 0.60 if r == "thawed" else 0.59)
+    v, n = verdict(t, "C2")
+    assert v == "does not hold"
+    assert n["p"] < 0.05 and n["mean_gap"] == pytest.approx(0.01)
+
+
+def test_c2_fails_when_fm_is_not_consistently_worse():
+    t = make_runs(lambda s, b, i, r: 0.60 + (0.02 if (b + INITS.index(i)) % 2 else -0.02) * (r == "thawed"))
+    v, n = verdict(t, "C2")
+    assert v == "does not hold"
+    assert n["p"] > 0.05
+
+
+def test_c2_is_inconclusive_for_a_large_but_inconsistent_gap():
+    # 8 pairs where TM is 30 points better, 7 where it is 5 points worse: mean +13.7, sign test p = 0.5
+    def acc(s, b, i, r):
+        k = (b - 1) * 3 + INITS.index(i)
+        return 0.5 + (0.30 if k < 8 else -0.05) * (r == "thawed")
+    v, n = verdict(make_runs(acc), "C2")
+    assert v == "inconclusive"
+    assert n["mean_gap"] == pytest.approx((8 * 0.30 - 7 * 0.05) / 15)
+
+
+def test_c2_is_inconclusive_with_too_few_pairs():
+    drop = [(b, i, "frozen") for b in range(1, 6) for i in INITS][4:]   # 4 FM networks left
+    t = make_runs(lambda s, b, i, r: 0.60 if r == "thawed" else 0.40, drop=drop)
+    v, n = verdict(t, "C2")
+    assert v == "inconclusive" and n["pairs"] == 4
+
+
+# ----------------------------------------------------------------------------- C3
+
+def test_c3_holds_when_a_tm_config_beats_the_base_beyond_noise():
+    def acc(s, b, i, r):
+        return 0.65 + 0.2 * NOISE[s] if (b, i, r) == (2, "random", "thawed") else 0.55
+    v, n = verdict(make_runs(acc, seeds=SEED3), "C3")
+    assert v == "holds"
+    assert n["exceeding"] == 1 and n["best"] == "b2 TM-RW"
+    assert n["best_delta"] == pytest.approx(0.05)
+
+
+def test_c3_fails_when_no_tm_network_reaches_the_base():
+    v, n = verdict(make_runs(lambda s, b, i, r: 0.59 + NOISE[s], seeds=SEED3, base=0.60), "C3")
+    assert v == "does not hold" and n["above"] == 0
+
+
+def test_c3_is_inconclusive_with_one_seed():
+    t = make_runs(lambda s, b, i, r: 0.62 if r == "thawed" else 0.5)
+    v, n = verdict(t, "C3")
+    assert v == "inconclusive"
+    assert n["above"] == 15 and n["best_delta"] == pytest.approx(0.02)
+    # the binomial SE of one accuracy at the base's 0.60 on 2000 test images
+    assert n["test_se"] == pytest.approx(np.sqrt(0.6 * 0.4 / 2000))
+
+
+def test_c3_is_inconclusive_when_above_the_base_only_within_noise():
+    big = {0: 0.03, 1: -0.03, 2: 0.0}
+    def acc(s, b, i, r):
+        return 0.61 + big[s] if (b, i, r) == (1, "mean", "thawed") else 0.55
+    v, n = verdict(make_runs(acc, seeds=SEED3), "C3")
+    assert v == "inconclusive" and n["above"] == 1 and n["exceeding"] == 0
+
+
+# ----------------------------------------------------------------------------- C4
+
+def stn_e99(s, b, i, r):
+    return 2 if i == "stn" else 5
+
+
+def test_c4_holds_when_stn_is_faster_and_never_above_the_base():
+    t = make_runs(lambda s, b, i, r: 0.58 + NOISE[s], e99=stn_e99, seeds=SEED3)
+    v, n = verdict(t, "C4")
+    assert v == "holds"
+    assert n["verdict_a"] == "holds" and n["verdict_b"] == "holds"
+    assert n["mean_diff"] == pytest.approx(-3.0) and n["stn_faster"] == 30
+
+
+def test_c4_fails_when_stn_is_slower_even_with_one_seed():
+    t = make_runs(lambda s, b, i, r: 0.58, e99=lambda s, b, i, r: 6 if i == "stn" else 4)
+    v, n = verdict(t, "C4")
+    assert v == "does not hold" and n["verdict_a"] == "does not hold"
+    assert n["mean_diff"] == pytest.approx(2.0)
+
+
+def test_c4_fails_when_an_stn_model_exceeds_the_base():
+    def acc(s, b, i, r):
+        return 0.65 + 0.2 * NOISE[s] if (b, i, r) == (4, "stn", "thawed") else 0.58
+    v, n = verdict(make_runs(acc, e99=stn_e99, seeds=SEED3), "C4")
+    assert v == "does not hold"
+    assert n["verdict_a"] == "holds" and n["verdict_b"] == "does not hold" and n["stn_exceeding"] == 1
+
+
+def test_c4_is_inconclusive_with_one_seed_when_stn_is_faster():
+    v, n = verdict(make_runs(lambda s, b, i, r: 0.58, e99=stn_e99), "C4")
+    assert v == "inconclusive"
+    assert n["verdict_a"] == "holds" and n["verdict_b"] == "inconclusive"
+
+
+def test_c4_faster_part_uses_only_untied_pairs():
+    # STN ties RW/MW everywhere except in 3 pairs: too few for the sign test
+    def e99(s, b, i, r):
+        return 3 if i == "stn" and b <= 3 and r == "thawed" else 4
+    _, n = verdict(make_runs(lambda s, b, i, r: 0.58, e99=e99), "C4")
+    assert n["nonzero"] == 3 and n["verdict_a"] == "inconclusive"
+
+
+# ----------------------------------------------------------------------------- claims table
+
+def test_claims_rows_caveats_and_the_combined_row():
+    good = make_runs(lambda s, b, i, r: 0.60 if r == "thawed" else 0.50)
+    bad = make_runs(lambda s, b, i, r: 0.60, dataset="mnist")
+    c = report.claims(pd.concat([good, bad], ignore_index=True))
+    assert list(c.columns) == ["claim", "dataset", "statement", "verdict", "summary", "numbers", "seeds",
+                               "networks", "caveat"]
+    assert len(c) == 4 * 3
+    c2 = c[c["claim"] == "C2"].set_index("dataset")["verdict"]
+    assert c2["cifar10"] == "holds" and c2["mnist"] == "does not hold" and c2["all"] == "does not hold"
+    assert set(c["verdict"]) <= set(report.VERDICTS)
+    cav = c[(c["claim"] == "C1") & (c["dataset"] == "cifar10")]["caveat"].iloc[0]
+    assert "1 seed" in cav and "width 0.25 vs 1" in cav and "32 vs 224 px" in cav
+    assert "partial grid" not in cav
+
+
+def test_claims_caveat_names_a_partial_grid():
+    t = make_runs(lambda s, b, i, r: 0.6, drop=[(5, "stn", "frozen")])
+    cav = report.claims(t)["caveat"].iloc[0]
+    assert "partial grid: 30 of 31 networks" in cav
+
+
+def test_claims_refuses_a_table_without_accuracy():
+    with pytest.raises(ValueError, match="max_test_acc"):
+        report.claims(pd.DataFrame({"dataset": ["mnist"], "seed": [0]}))
+    with pytest.raises(ValueError, match="alpha"):
+        report.claims(make_runs(lambda s, b, i, r: 0.6), alpha=1.5)
+
+
+def test_tidy_tables_by_hand():
+    t = make_runs(lambda s, b, i, r: 0.5 + 0.01 * b + (0.1 if r == "thawed" else 0.0),
+                  e99=lambda s, b, i, r: {"random": 5, "mean": 3, "stn": 1}[i], base=0.7)
+    g = report.regime_gaps(t)
+    assert len(g) == 15 and np.allclose(g["gap"], 0.1)
+    m = report.margins(t)
+    row = m[(m["block"] == 2) & (m["regime"] == "thawed") & (m["init"] == "mean")].iloc[0]
+    assert row["delta"] == pytest.approx(0.5 + 0.02 + 0.1 - 0.7)
+    c = report.convergence_diffs(t)
+    assert len(c) == 10 and np.allclose(c["diff"], 1 - (5 + 3) / 2)
+
+
+def test_setting_differences_against_the_paper():
+    d = report.setting_differences(make_runs(lambda s, b, i, r: 0.6)).set_index("setting")
+    assert d.loc["input resolution (px)", "ours"] == "32" and d.loc["input resolution (px)", "paper"] == "224"
+    assert d.loc["training images", "paper"] == "50000"
+    assert d.loc["epochs after compression", ["ours", "paper"]].tolist() == ["6", "25"]
+
+
+def test_activation_similarity_by_hand():
+    rng = np.random.default_rng(0)
+    base = rng.random((2, 4, 4))
+    acts = {"labels": np.array(["Base", "Same", "Flipped"]),
+            "activations": np.stack([base, 2 * base + 1, -base])}
+    sim = report.activation_similarity(acts).set_index(["model", "filter"])["r"]
+    assert sim["Same"].tolist() == pytest.approx([1.0, 1.0])
+    assert sim["Flipped"].tolist() == pytest.approx([-1.0, -1.0])
+
+
+# ----------------------------------------------------------------------------- export / load
+
+def _fake_run(store: RunStore, cfg, test_acc, notebook=True):
+    """A finished run folder as triage.run writes it, with untrained weights (no training)."""
+    d = store.path(cfg)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text(json.dumps({
+        "config": dataclasses.asdict(cfg), "key": cfg.key(), "name": cfg.name, "scheme": cfg.scheme,
+        "seed": cfg.seed, "store_format": STORE_FORMAT, "git_hash": "abc", "device": "cpu"}))
+    rows = [{"epoch": e + 1, "train_loss": 1.0, "train_acc": a, "test_loss": 1.0, "test_acc": a, "lr": 0.1,
+             "seconds": 2.0} for e, a in enumerate(test_acc)]
+    pd.DataFrame(rows).to_csv(d / "metrics.csv", index=False)
+    summary = summarise(list(test_acc))
+    summary.update({"dataset": cfg.dataset, "block": cfg.block, "init": cfg.init, "regime": cfg.regime,
+                    "scheme": cfg.scheme, "profile": cfg.profile, "seed": cfg.seed, "key": cfg.key(),
+                    "params": 1, "train_seconds": 2.0 * len(test_acc), "stn_losses": [],
+                    "train_images": 2000, "test_images": 500})
+    torch.manual_seed(cfg.block * 10 + len(cfg.name))
+    model = build_model(cfg)
+    if cfg.block:
+        model = compress_block(model, cfg.block)
+    torch.save(model.state_dict(), d / "weights.pt")
+    (d / "summary.json").write_text(json.dumps(summary))
+    if notebook:
+        (d / "notebook.ipynb").write_text(json.dumps({"metadata": {"papermill": {"duration": 7.5}}}))
+    return d
+
+
+FIG3 = [(0, None, None), (1, "stn", "frozen"), (1, "stn", "thawed"), (1, "random", "thawed")]
+
+
+@pytest.fixture()
+def fake_store(tmp_path):
+    """A smoke CIFAR-10 store: the four Fig. 3 networks, one more child, and one run outside the grid."""
+    store = RunStore(tmp_path / "runs")
+    for block, init, regime in FIG3 + [(3, "mean", "frozen")]:
+        cfg = make_config("cifar10", block, init, regime, "smoke")
+        n = cfg.epochs
+        _fake_run(store, cfg, [0.3 + 0.01 * e for e in range(n)])
+    _fake_run(store, make_config("cifar10", 2, "mean", "thawed", "smoke", epochs=3), [0.1, 0.2, 0.3])
+    return store
+
+
+def test_export_writes_the_grid_runs_and_is_idempotent(fake_store, tmp_path):
+    out = tmp_path / "results"
+    folder = report.export("smoke", fake_store.root, out, fig3=False, log=lambda m: None)
+    assert folder == out / "smoke"
+    runs = pd.read_csv(folder / "runs.csv")
+    assert len(runs) == 5                                  # the run with epochs=3 is not in the grid
+    assert "run_dir" not in runs.columns and set(runs["notebook_seconds"]) == {7.5}
+    metrics = pd.read_csv(folder / "metrics.csv")
+    assert len(metrics) == 6 + 4 * 1                      # smoke: base 6 epochs, children 1
+    assert list(metrics.columns[:9]) == list(report._KEY_COLUMNS)
+    prov = json.loads((folder / "provenance.json").read_text())
+    assert prov["coverage"] == [{"dataset": "cifar10", "seed": 0, "networks": 5, "of": 31}]
+    assert prov["runs_not_in_grid_dropped"] == 1 and prov["fig3"] is None
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+    report.export("smoke", fake_store.root, out, fig3=False, log=lambda m: None)
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+    assert after == before
+
+
+def test_export_fig3_activations(fake_store, tmp_path):
+    try:
+        folder = report.export("smoke", fake_store.root, tmp_path / "results", log=lambda m: None)
+    except DataError:
+        pytest.skip("CIFAR-10 test images not available")
+    if not (folder / "fig3_activations.npz").exists():
+        pytest.skip("CIFAR-10 test images not available")
+    res = report.load("smoke", tmp_path / "results")
+    a = res.activations
+    assert a["activations"].shape == (4, 8, 32, 32)        # smoke width 1/8: 8 filters in block 1
+    assert a["activations"].dtype == np.float16 and (a["activations"] >= 0).all()   # post-ReLU
+    assert [str(x) for x in a["labels"]] == ["Base", "FM-STN", "TM-STN", "TM-RW"]
+    keys = [make_config("cifar10", b, i, r, "smoke").key() for b, i, r in FIG3]
+    assert [str(k) for k in a["keys"]] == keys
+    assert a["dataset"] == "cifar10" and a["image_index"] == 0
+    assert not np.allclose(a["activations"][0], a["activations"][3])
+    # the same maps as the grid notebooks' Fig. 3 view computes from the weights
+    from triage.experiments import load_model
+    from triage.plots import block1_activations, fixed_test_image
+    x, _ = fixed_test_image("cifar10", 0)
+    ref = block1_activations(load_model(fake_store.path(make_config("cifar10", profile="smoke"))), x)[0]
+    np.testing.assert_allclose(a["activations"][0].astype(np.float32), ref.numpy(), rtol=1e-2, atol=1e-2)
+
+
+def test_load_roundtrip_and_coverage(fake_store, tmp_path):
+    report.export("smoke", fake_store.root, tmp_path / "results", fig3=False, log=lambda m: None)
+    res = report.load("smoke", tmp_path / "results")
+    assert res.profile == "smoke" and res.datasets == ["cifar10"] and res.seeds == [0]
+    assert res.tag == "[profile: smoke; cifar10; seed 0]"
+    assert res.coverage_text() == "cifar10 seed 0: 5 of 31 networks"
+    assert not res.complete
+    assert res.runs.loc[res.runs["block"] == 0, "init"].iloc[0] is None
+    assert "b1-mean-frozen" in res.coverage()["missing"].iloc[0]
+
+
+def test_load_without_results(tmp_path):
+    with pytest.raises(ValueError, match="no exported cpu results"):
+        report.load("cpu", tmp_path)
+    with pytest.raises(ValueError, match="unknown profile"):
+        report.load("huge", tmp_path)
+    assert report.default_profile(tmp_path) == "smoke"
+
+
+def test_load_smoke_falls_back_to_training_the_smoke_grid(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_grid(dataset, store, **kw):   # stands in for 31 trainings: three finished runs
+        calls.append(dataset)
+        for block, init, regime in FIG3[:3]:
+            cfg = make_config(dataset, block, init, regime, "smoke")
+            _fake_run(RunStore(store), cfg, [0.5] * cfg.epochs, notebook=False)
+
+    monkeypatch.setattr(report, "run_smoke_grid", fake_grid)
+    res = report.load("smoke", tmp_path / "results", runs_root=tmp_path / "runs")
+    assert calls == ["mnist"] and len(res.runs) == 3 and res.datasets == ["mnist"]
+    assert (tmp_path / "results" / "smoke" / "runs.csv").is_file()
+    report.load("smoke", tmp_path / "results", runs_root=tmp_path / "runs")
+    assert calls == ["mnist"]                              # stored now: no second training
+
+
+def test_export_command(fake_store, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    assert report.add_commands(sub) == ("export",)
+    args = parser.parse_args(["export", "--profile", "smoke", "--runs", str(fake_store.root),
+                              "--out", str(tmp_path / "res"), "--no-fig3"])
+    assert report.main(args) == 0
+    assert "cifar10 seed 0: 5/31" in capsys.readouterr().err
+    args = parser.parse_args(["export", "--profile", "cpu", "--runs", str(fake_store.root),
+                              "--out", str(tmp_path / "res")])
+    assert report.main(args) == 2
+    assert "no finished cpu-profile run" in capsys.readouterr().err
+
+
+def test_grid_config_keys_match_the_fake_store(fake_store):
+    # guards the fixture: its grid runs are those of `triage grid --profile smoke`
+    keys = {c.key() for c in expand_grid("cifar10", "smoke")}
+    assert {make_config("cifar10", b, i, r, "smoke").key() for b, i, r in FIG3} <= keys
+
+
+def test_results_plots_draw_the_tables():
+    import matplotlib
+    matplotlib.use("Agg")
+    from triage import plots
+    t = make_runs(lambda s, b, i, r: 0.6 - 0.01 * b, seeds=SEED3)
+    fig = plots.plot_max_accuracy(t, "[test]")
+    assert len(fig.axes) == 1 and "Fig. 2" in fig._suptitle.get_text()
+    fig = plots.plot_convergence(t, "[test]", by="block")
+    assert [ax.get_title()[:2] for ax in fig.axes[:2]] == ["FM", "TM"]
+    with pytest.raises(ValueError, match="by must be"):
+        plots.plot_convergence(t, by="seed")
+    import matplotlib.pyplot as plt
+    plt.close("all")
+
+
+@pytest.mark.slow
+def test_smoke_grid_slice_end_to_end(tmp_path):
+    """The fresh-clone path on a 3-network slice: real training, export, claims."""
+    report.run_smoke_grid("mnist", tmp_path / "runs", blocks=[1], inits=["stn"], regimes=["frozen", "thawed"],
+                          progress=False)
+    folder = report.export("smoke", tmp_path / "runs", tmp_path / "res", fig3=False, log=lambda m: None)
+    res = report.load("smoke", tmp_path / "res")
+    assert len(res.runs) == 3 and (res.runs["max_test_acc"] > 0.3).all()   # MNIST after 6 epochs
+    assert len(res.metrics) == 6 + 1 + 1
+    assert set(report.claims(res.runs)["verdict"]) <= set(report.VERDICTS)
+    assert folder.is_dir()
+
+
+def test_c4_all_ties_are_inconclusive_not_a_failure():
+    # one epoch after compression: every network reaches 99% of its max at epoch 1
+    v, n = verdict(make_runs(lambda s, b, i, r: 0.58, e99=lambda s, b, i, r: 1, seeds=SEED3), "C4")
+    assert n["nonzero"] == 0 and n["verdict_a"] == "inconclusive" and v == "inconclusive"
+
+
+def test_caveat_names_an_unconverged_base():
+    t = make_runs(lambda s, b, i, r: 0.62)
+    t["epochs"] = np.where(t["block"] == 0, 20, 6)
+    t["epoch_of_max"] = np.where(t["block"] == 0, 20, 3)      # the base peaked at its last epoch
+    c = report.claims(t).set_index("claim")["caveat"]
+    assert "still improving" in c["C3"] and "6 epochs more" in c["C3"] and "still improving" in c["C4"]
+    assert "still improving" not in c["C1"]
+    t["epoch_of_max"] = np.where(t["block"] == 0, 12, 3)
+    assert "still improving" not in report.claims(t).set_index("claim")["caveat"]["C3"]
