@@ -55,9 +55,13 @@ def main(argv=None) -> int:
     p_dl.add_argument("--data-root", default="data")
     from . import grid  # `grid` and `status` (papermill, dask) live in triage/grid.py
     grid_commands = grid.add_commands(sub)
+    from . import report  # `export` of stored runs for the book
+    report_commands = report.add_commands(sub)
     args = parser.parse_args(argv)
     if args.command in grid_commands:
         return grid.main(args)
+    if args.command in report_commands:
+        return report.main(args)
 
     try:
         if args.command == "run":
