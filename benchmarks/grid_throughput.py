@@ -285,6 +285,8 @@ def estimate_grid(s: Slice, store: RunStore, trained_base: RunConfig, kids: list
     children_total = (n_each * (per_child["frozen"] + per_child["thawed"])
                       + (GRID_CHILDREN // 3) * prof.stn_epochs * o_stn_epoch)
     return {"base_s": base_total, "children_s": children_total, "t_base_epoch": t_base,
+            "base_epoch_seconds": b_secs,
+            "child_epoch_seconds": {c.name: epoch_seconds(store.path(c)) for c in kids},
             "t_epoch_frozen": t_regime["frozen"], "t_epoch_thawed": t_regime["thawed"],
             "overhead_s": o_plain, "stn_epoch_s": o_stn_epoch, "base_epochs": base_epochs,
             "comp_epochs": prof.comp_epochs, "stn_epochs": prof.stn_epochs}
@@ -380,6 +382,10 @@ def main(argv=None) -> dict:
             est["grid_s_k1"] = est["base_s"] + est["children_s"]
             est["best_k"], est["grid_s_best_k"] = best_k, est["base_s"] + est["children_s"] / speed
             row["estimate"] = est
+            b = est["base_epoch_seconds"]
+            print(f"base epochs (train + test): median {statistics.median(b):.2f} s, min {min(b):.2f}, "
+                  f"max {max(b):.2f}; {sum(b):.1f} s of the base's {base_wall:.1f} s "
+                  "(a wide min-max means other load during the run)")
             print(f"31-network {s.profile} grid of {s.dataset}, estimated: base {_hms(est['base_s'])} "
                   f"({est['base_epochs']} x {est['t_base_epoch']:.2f} s epochs) + 30 children "
                   f"{_hms(est['children_s'])} (epochs: frozen {est['t_epoch_frozen']:.2f} s, thawed "

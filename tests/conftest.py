@@ -37,3 +37,15 @@ def triage_cache(tmp_path_factory):
     else:
         os.environ["TRIAGE_CACHE"] = old
 # ----------------------------------------------------------------------------- end of data fixtures
+
+
+# ----------------------------------------------------------------------------- shared fixtures
+@pytest.fixture(scope="module")
+def one_thread():
+    """The models of a test module are tiny: one intra-op thread avoids oversubscribing a shared CPU."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

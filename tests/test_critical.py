@@ -14,13 +14,8 @@ from triage.models import vgg16_bn
 
 
 # ----------------------------------------------------------------------------- helpers
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The models here are tiny: one intra-op thread avoids oversubscribing a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# tiny models: one intra-op thread avoids oversubscribing a shared CPU (fixture in conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def no_hooks(model):

@@ -182,7 +182,8 @@ def test_disk_cache(shared_data, tmp_path, monkeypatch):
     pytest.param("cifar100", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), marks=pytest.mark.slow),
     pytest.param("stanford_dogs", (0.4801, 0.4404, 0.3802), (0.2660, 0.2580, 0.2575), marks=pytest.mark.slow),
 ])
-def test_channel_stats(shared_data, name, mean, std):
+def test_channel_stats(shared_data, name, mean, std, monkeypatch):
+    monkeypatch.setattr(D, "_STATS", {})  # earlier tests may have memoised them under another cache dir
     got_mean, got_std = channel_stats(name, shared_data)
     assert got_mean == pytest.approx(mean, abs=1e-3) and got_std == pytest.approx(std, abs=1e-3)
     assert list(D._cache_dir().glob(f"{name}-train-*.stats.json"))
