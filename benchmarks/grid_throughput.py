@@ -36,6 +36,7 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -337,6 +338,8 @@ def main(argv=None) -> dict:
     info = C.describe_machine(device)
     print("command: python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])))
     C.print_machine(info)
+    # a terminated benchmark still removes its temporary runs folder (the finally below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="triage-grid-bench-"))
     print(f"runs folder (temporary): {tmp}")
     cores = os.cpu_count() or 1
