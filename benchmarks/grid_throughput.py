@@ -23,7 +23,7 @@ base -- a stand-in whose accuracy does not matter to a speed measurement -- and 
 estimate still uses the profile's epochs.
 
     python benchmarks/grid_throughput.py --quick        # CI: smoke MNIST base + 2 children, k = 1, 2
-    python benchmarks/grid_throughput.py                # full: smoke and cpu-profile slices
+    python benchmarks/grid_throughput.py                # full: smoke:mnist:4 and cpu:mnist:4, k = 1, 2
     python benchmarks/grid_throughput.py --device cuda  # smoke:mnist:8 and paper:cifar10:8:2, k = 1, 2, 4, 8
 """
 from __future__ import annotations
@@ -328,7 +328,7 @@ def main(argv=None) -> dict:
         elif cuda:
             args.slices = [Slice("smoke", "mnist", 8), Slice("paper", "cifar10", 8, 2)]
         else:
-            args.slices = [Slice("smoke", "mnist", 4), Slice("cpu", "mnist", 2)]
+            args.slices = [Slice("smoke", "mnist", 4), Slice("cpu", "mnist", 4)]
     ks = [int(k) for k in args.ks.split(",")] if args.ks else ([1, 2, 4, 8] if cuda and not args.quick else [1, 2])
     if 1 not in ks or min(ks) < 1:
         raise SystemExit("error: --ks must contain 1 (the reference) and only positive values")
