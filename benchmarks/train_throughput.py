@@ -303,6 +303,14 @@ def main(argv=None) -> dict:
     if best_naive:
         print(f"\ntriage / naive (best of {', '.join(r['variant'] for r in naive)}): "
               f"{tri['vs_naive']:.2f}x   [{bench_seconds:.0f} s of timing]")
+    # issue 7's targets: CPU triage >= 3x naive (width 1/2); GPU >= 40% of bf16 peak (width 1)
+    if best_naive and device.type == "cpu":
+        print(f"target: triage >= 3x naive -> {tri['vs_naive']:.2f}x: "
+              + ("met" if tri["vs_naive"] >= 3 else f"missed by {3 / tri['vs_naive']:.2f}x"))
+    if device.type == "cuda" and tri["peak_flops"] == tri["peak_flops"]:
+        pct = 100 * tri["flops"] / tri["peak_flops"]
+        print(f"target: triage >= 40% of bf16 peak (at width 1) -> {pct:.1f}% at width {args.width:g}: "
+              + ("met" if pct >= 40 else f"missed by {40 / pct:.2f}x"))
     la = C.load_average()
     if la:
         print(f"load average after: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
