@@ -558,6 +558,33 @@ def test_template_by_hand_with_papermill_and_bad_parameters(tmp_path, capsys):
 
 
 @pytest.mark.notebook
+def test_local_jobs_run_networks_side_by_side_with_fewer_threads_each(full_grid, tmp_path, capsys):
+    root = tmp_path / "runs"
+    base = make_config("mnist", profile="smoke", **SMALL)
+    _seed_base(full_grid["root"], root, base)
+    rc = cli(["grid", "--dataset", "mnist", "--out", str(root), "--blocks", "1", "--inits", "random",
+              "mean", "--regimes", "thawed", "--jobs", "2", "--no-progress", *SMALL_ARGS])
+    err = capsys.readouterr().err
+    assert rc == 0, err[-3000:]
+    assert "3 networks: 2 trained, 1 reused" in err
+    table = grid.results_table(root)
+    assert len(table) == 3 and table.notebook.notna().all()
+    children = table[table.block == 1]
+    for d in children.run_dir:
+        meta = json.loads((Path(d) / "config.json").read_text())
+        assert meta["threads"] == max(1, (os.cpu_count() or 1) // 2)
+    local = grid.results_table(full_grid["root"]).set_index("key").loc[children.key]
+    assert _config_set(children) == _config_set(local.reset_index())
+
+
+@pytest.mark.parametrize("kw", [{"jobs": 0}, {"jobs": 2, "executor": "dask"}, {"jobs": 2, "threads": -1}])
+def test_run_grid_rejects_bad_jobs(tmp_path, kw):
+    with pytest.raises(ConfigError):
+        grid.run_grid(grid.expand_grid("mnist", "smoke", blocks=(1,), inits=("random",),
+                                       regimes=("thawed",)), tmp_path, **kw)
+
+
+@pytest.mark.notebook
 def test_dask_executor_on_a_local_cluster_matches_the_local_executor(full_grid, tmp_path, capsys):
     from dask.distributed import LocalCluster
     root = tmp_path / "runs"

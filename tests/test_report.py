@@ -280,6 +280,11 @@ def test_setting_differences_against_the_paper():
     assert d.loc["input resolution (px)", "ours"] == "32" and d.loc["input resolution (px)", "paper"] == "224"
     assert d.loc["training images", "paper"] == "50000"
     assert d.loc["epochs after compression", ["ours", "paper"]].tolist() == ["6", "25"]
+    assert "images" not in d.index
+    dogs = make_runs(lambda s, b, i, r: 0.1, dataset="stanford_dogs")
+    assert report.setting_differences(dogs).set_index("setting").loc["images", "paper"] == "full photographs"
+    assert report.setting_caveat(dogs).startswith(
+        "ours vs paper: 64x64 crops of the dog boxes vs full photographs; width 0.25 vs 1; 64 vs 224 px")
 
 
 def test_activation_similarity_by_hand():
@@ -387,6 +392,22 @@ def test_load_roundtrip_and_coverage(fake_store, tmp_path):
     assert not res.complete
     assert res.runs.loc[res.runs["block"] == 0, "init"].iloc[0] is None
     assert "b1-mean-frozen" in res.coverage()["missing"].iloc[0]
+
+
+def test_stored_summary_says_what_produced_the_numbers(fake_store, tmp_path):
+    assert report.stored_summary(tmp_path / "none").empty
+    # one run recorded its thread count, the others did not (older runs)
+    meta_path = fake_store.path(make_config("cifar10", profile="smoke")) / "config.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "threads": 1}))
+    report.export("smoke", fake_store.root, tmp_path / "results", fig3=False, log=lambda m: None)
+    prov = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
+    assert prov["runs_threads"] == ["1", "unknown"]
+    s = report.stored_summary(tmp_path / "results")
+    assert s.to_dict("records")[0] | {"machine": None, "exported": None} == {
+        "profile": "smoke", "data sets": "cifar10", "seeds": "0", "networks": "5 of 31",
+        "machine": None, "devices": "cpu", "threads": "1, unknown", "git (runs)": "abc",
+        "exported": None}
 
 
 def test_load_without_results(tmp_path):

@@ -342,6 +342,8 @@ def _prepare_folder(run_dir: Path, cfg: RunConfig, device: torch.device) -> None
             "config": dataclasses.asdict(cfg), "key": cfg.key(), "name": cfg.name,
             "scheme": cfg.scheme, "seed": cfg.seed, "triage_version": __version__,
             "git_hash": _git_hash(), "torch_version": torch.__version__, "device": str(device),
+            # CPU results differ in the last bits between thread counts; record it.
+            "threads": torch.get_num_threads(),
             "store_format": STORE_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
 

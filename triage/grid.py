@@ -22,9 +22,11 @@ its notebook ran without error; a rerun of the same grid skips complete
 networks, so nothing finished is ever recomputed, and resumes an interrupted
 training from its last checkpointed epoch (experiments.run does that).
 
-Executors. ``local`` (default) runs the networks one after another: one network
-already keeps one GPU or two CPU cores busy, so running two side by side only
-shares the same device (``benchmarks/grid_throughput.py`` measures it). For
+Executors. ``local`` (default) runs the networks one after another, each with all
+the cores; ``jobs=k`` runs k side by side, each kernel limited to cores/k threads
+(``--jobs 2`` is 1.2x faster for the cpu profile on 2 cores: bf16 scales worse
+from 1 to 2 threads than two processes do; ``benchmarks/grid_throughput.py``
+measures it; on one GPU, k trainings share the device). For
 more than one machine, ``dask`` submits the same per-network function
 (:func:`execute_network`) to a Dask distributed scheduler (a ``LocalCluster``,
 or a dask-jobqueue ``SLURMCluster``/``PBSCluster``); ``slurm`` submits it as
@@ -87,8 +89,12 @@ GLUED = ("key", "dataset", "profile", "seed", "name", "scheme", "max_test_acc", 
 
 
 def default_template() -> Path:
-    """The template notebook in this checkout: ``book/templates/triage_experiment.ipynb``."""
-    return Path(__file__).resolve().parents[1] / "book" / "templates" / "triage_experiment.ipynb"
+    """The template notebook, shipped with the package (``triage/templates/``).
+
+    ``book/templates/triage_experiment.ipynb`` is a link to it, so the papermill command
+    lines of the book work in a checkout, and a non-editable install still finds it.
+    """
+    return Path(__file__).resolve().parent / "templates" / "triage_experiment.ipynb"
 
 
 # ----------------------------------------------------------------------------- grid
@@ -587,6 +593,28 @@ def _run_local(cfgs, store, template, kw, progress, log) -> list[dict]:
     return results
 
 
+def _limit_threads(threads: int) -> None:
+    """Pool initialiser: the kernels this process starts inherit a ``threads``-thread limit."""
+    for k in _THREAD_VARS:
+        os.environ[k] = str(threads)
+
+
+def _run_parallel(cfgs, store, template, kw, progress, log, jobs: int, threads: int | None) -> list[dict]:
+    """The local executor with ``jobs`` networks at once, each kernel using ``threads`` threads.
+
+    A pool of processes (not threads: each runs papermill's own event loop), started
+    with ``spawn`` so no torch thread pool is inherited through ``fork``.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_limit_threads,
+                             initargs=(threads,)) as pool:
+        def submit(cfg):
+            return pool.submit(execute_network, cfg, str(store.root.resolve()), str(template), **kw)
+        return _run_futures(cfgs, store, template, kw, progress, log, submit, poll=0.2)
+
+
 def _run_futures(cfgs, store, template, kw, progress, log, submit, poll: float) -> list[dict]:
     """Shared by the dask and slurm executors: bases first, a group's children once its base is done.
 
@@ -675,7 +703,7 @@ def run_grid(cfgs: list[RunConfig], store: RunStore | str | Path | None = None, 
              executor: str = "local", scheduler: str | None = None, client=None,
              template=None, data_root=None, device: str = "auto", timeout: float | None = None,
              scheduler_timeout: float = 10.0, slurm: dict | None = None, progress: bool = True,
-             log=print) -> GridReport:
+             log=print, jobs: int = 1, threads: int | None = None) -> GridReport:
     """Execute every network of ``cfgs`` (see :func:`expand_grid`) and store its notebook and numbers.
 
     Complete networks are skipped; a data set's base runs before its children,
@@ -686,7 +714,7 @@ def run_grid(cfgs: list[RunConfig], store: RunStore | str | Path | None = None, 
     Args:
         cfgs: the networks.
         store: RunStore or its root (default ``$TRIAGE_RUNS`` or ``./runs``).
-        executor: ``local`` (sequential, one device), ``dask`` or ``slurm``.
+        executor: ``local`` (this machine), ``dask`` or ``slurm``.
         scheduler: Dask scheduler address (``tcp://host:8786``) for ``executor="dask"``.
         client: an existing ``dask.distributed.Client`` (instead of ``scheduler``).
         template: template notebook (default :func:`default_template`).
@@ -697,6 +725,8 @@ def run_grid(cfgs: list[RunConfig], store: RunStore | str | Path | None = None, 
             "slurm_partition": "gpu", "gpus_per_node": 1}``).
         progress: tqdm bar (networks done / total, current network).
         log: where one-line messages go when ``progress`` is off.
+        jobs: networks at once with the local executor (default 1: one after another).
+        threads: torch threads per network when ``jobs > 1`` (default: cores // jobs).
 
     Returns:
         GridReport (``.ok``, ``.failed``, ``.summary()``).
@@ -712,11 +742,18 @@ def run_grid(cfgs: list[RunConfig], store: RunStore | str | Path | None = None, 
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    for name, value in (("jobs", jobs), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if jobs > 1 and executor != "local":
+        raise ConfigError(f"jobs applies to the local executor; with {executor}, start more workers")
     store = store if isinstance(store, RunStore) else RunStore(store) if store is not None else RunStore()
     cfgs = _with_bases(list(cfgs))
     template = _preflight(cfgs, store, template)
     kw = dict(data_root=data_root, device=device, timeout=timeout)
-    if executor == "local":
+    if executor == "local" and jobs > 1:
+        results = _run_parallel(cfgs, store, template, kw, progress, log, jobs, threads)
+    elif executor == "local":
         results = _run_local(cfgs, store, template, kw, progress, log)
     elif executor == "dask":
         own = client is None
@@ -929,6 +966,9 @@ def add_commands(subparsers) -> tuple[str, ...]:
     g = subparsers.add_parser("grid", help="run the grid of networks as executed notebooks")
     common(g)
     g.add_argument("--executor", default="local", help="local (default) | dask | slurm")
+    g.add_argument("--jobs", type=int, default=1,
+                   help="local executor: networks at once, each with cores/JOBS threads (default 1; "
+                        "2 is ~1.2x faster on 2 CPU cores, see benchmarks/RESULTS.md)")
     g.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://HOST:8786")
     g.add_argument("--scheduler-timeout", type=float, default=10.0, help="seconds (default 10)")
     g.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE",
@@ -995,7 +1035,7 @@ def main(args: argparse.Namespace) -> int:
         report = run_grid(cfgs, store, executor=args.executor, scheduler=args.scheduler,
                           template=args.template, data_root=args.data_root, device=args.device,
                           timeout=args.timeout, scheduler_timeout=args.scheduler_timeout,
-                          slurm=_key_values(args.slurm, "--slurm"), progress=progress,
+                          slurm=_key_values(args.slurm, "--slurm"), progress=progress, jobs=args.jobs,
                           log=lambda m: print(m, file=sys.stderr, flush=True))
     except (ConfigError, DataError) as e:
         print(f"triage: error: {e}", file=sys.stderr)

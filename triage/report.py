@@ -302,8 +302,9 @@ def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: 
         "fig3": _fig3_meta(fig),
         "runs_git_hashes": sorted({_run_meta(d).get("git_hash", "unknown") for d in table["run_dir"]}),
         "runs_devices": sorted({_run_meta(d).get("device", "unknown") for d in table["run_dir"]}),
+        # CPU numbers differ in the last bits between thread counts (recorded by runs since 0.1.0+).
+        "runs_threads": sorted({str(_run_meta(d).get("threads", "unknown")) for d in table["run_dir"]}),
         "triage_version": __version__, "git_hash": _git_hash(), "machine": _machine(),
-        "torch_threads": _torch_threads(),
     }
     old = {}
     if (out_dir / "provenance.json").is_file():
@@ -325,11 +326,6 @@ def _run_meta(run_dir) -> dict:
         return json.loads((Path(run_dir) / "config.json").read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _torch_threads() -> int:
-    import torch
-    return torch.get_num_threads()
 
 
 # ----------------------------------------------------------------------------- load
@@ -483,6 +479,35 @@ def load(profile: str | None = None, root=None, *, runs_root=None, fallback: boo
     return _read(folder, profile)
 
 
+def stored_summary(root=None):
+    """One row per stored profile: what produced the numbers the book shows.
+
+    Columns: profile, data sets, seeds, networks (of the grid's 31 per data set and
+    seed), the machine, run devices and threads, the git hashes of the runs, and when
+    the results were exported. Read from each profile's ``provenance.json``.
+    """
+    import pandas as pd
+    root = Path(root) if root is not None else default_results_root()
+    rows = []
+    for profile in stored_profiles(root):
+        res = _read(root / profile, profile)
+        prov, m = res.provenance, res.provenance.get("machine", {})
+        cov = res.coverage()
+        rows.append({
+            "profile": profile,
+            "data sets": ", ".join(res.datasets),
+            "seeds": ", ".join(map(str, res.seeds)),
+            "networks": f"{len(res.runs)} of {GRID_SIZE * len(cov)}",
+            "machine": f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores" if m else "?",
+            "devices": ", ".join(prov.get("runs_devices", [])),
+            "threads": ", ".join(prov.get("runs_threads", ["unknown"])),
+            "git (runs)": ", ".join(h[:7] + ("-dirty" if h.endswith("-dirty") else "")
+                                    for h in prov.get("runs_git_hashes", [])),
+            "exported": prov.get("exported", "?")[:10],
+        })
+    return pd.DataFrame(rows)
+
+
 # ----------------------------------------------------------------------------- tidy tables
 
 def _bases(runs):
@@ -603,6 +628,8 @@ def setting_differences(runs):
             ("batch size", vals(part, "batch_size"), "not stated"),
             ("seeds", str(part["seed"].nunique()), "not stated"),
         ]
+        if dataset == "stanford_dogs":  # both our sources give box crops (triage.data)
+            items.insert(0, ("images", "64x64 crops of the dog boxes", "full photographs"))
         for name, ours, paper in items:
             rows.append({"dataset": dataset, "setting": name, "ours": ours, "paper": paper,
                          "same": ours == paper})
@@ -617,7 +644,7 @@ def setting_caveat(runs, dataset: str | None = None) -> str:
         'ours vs paper: width 0.25 vs 1; 32 vs 224 px; 5000 vs 50000 training images; ...'
     """
     d = setting_differences(runs if dataset is None else runs[runs["dataset"] == dataset])
-    short = {"width (channel multiplier)": "width {o} vs {p}", "input resolution (px)": "{o} vs {p} px",
+    short = {"images": "{o} vs {p}", "width (channel multiplier)": "width {o} vs {p}", "input resolution (px)": "{o} vs {p} px",
              "training images": "{o} vs {p} training images", "test images": "{o} vs {p} test images",
              "initial learning rate": "lr {o} vs {p}"}
     parts = []
