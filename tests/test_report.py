@@ -394,6 +394,21 @@ def test_load_roundtrip_and_coverage(fake_store, tmp_path):
     assert "b1-mean-frozen" in res.coverage()["missing"].iloc[0]
 
 
+def test_export_complete_only_leaves_out_partial_grids(fake_store, tmp_path):
+    from triage.grid import expand_grid
+    for cfg in expand_grid("mnist", "smoke", seeds=[1]):
+        _fake_run(fake_store, cfg, [0.5] * cfg.epochs, notebook=True)
+    out = tmp_path / "results"
+    report.export("smoke", fake_store.root, out, complete_only=True, fig3=False, log=lambda m: None)
+    prov = json.loads((out / "smoke" / "provenance.json").read_text())
+    assert prov["coverage"] == [{"dataset": "mnist", "seed": 1, "networks": 31, "of": 31}]
+    assert prov["partial_grids_left_out"] == ["cifar10 seed 0"]
+    assert report.load("smoke", out).complete
+    with pytest.raises(ValueError, match="no finished"):
+        report.export("smoke", fake_store.root, out, datasets=["cifar10"], complete_only=True, fig3=False,
+                      log=lambda m: None)
+
+
 def test_stored_summary_says_what_produced_the_numbers(fake_store, tmp_path):
     assert report.stored_summary(tmp_path / "none").empty
     # one run recorded its thread count, the others did not (older runs)

@@ -203,8 +203,8 @@ def _machine() -> dict:
 
 
 def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: bool = True,
-           fig3: bool = True, image_index: int = 0, n_filters: int = 10, data_root=None,
-           log=print) -> Path:
+           complete_only: bool = False, fig3: bool = True, image_index: int = 0, n_filters: int = 10,
+           data_root=None, log=print) -> Path:
     """Write the small, committable result files of a profile's finished runs.
 
     Idempotent: files whose content did not change are left untouched (so a
@@ -217,6 +217,8 @@ def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: 
         out: results folder (default :func:`default_results_root`); files go to ``out/profile/``.
         datasets: keep only these data sets (default: all found).
         grid_only: keep only the configs of ``triage grid --profile PROFILE`` (see :func:`grid_runs`).
+        complete_only: keep only the data sets and seeds whose grid of 31 networks is complete
+            (a grid still running elsewhere is left out instead of shown partial).
         fig3: also compute the Fig. 3 activations (needs the runs' weights and the test images).
         image_index: the fixed test image of Fig. 3 (the grid's notebooks use 0 too).
         n_filters: filters kept per model (the paper shows the first ten).
@@ -247,9 +249,14 @@ def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: 
     if datasets is not None:
         datasets = [datasets] if isinstance(datasets, str) else list(datasets)
         table = table[table["dataset"].isin(datasets)].reset_index(drop=True)
-    dropped = 0
+    dropped, partial = 0, []
     if grid_only:
         table, dropped = grid_runs(table, profile)
+    if complete_only and not table.empty:
+        size = table.groupby(["dataset", "seed"])["key"].transform("nunique")
+        partial = sorted({f"{d} seed {int(s)}" for d, s in table.loc[size < GRID_SIZE, ["dataset", "seed"]]
+                          .itertuples(index=False)})
+        table = table[size >= GRID_SIZE].reset_index(drop=True)
     if table.empty:
         raise ValueError(f"no finished {profile}-profile run in {runs_root / profile}; run "
                          f"`python -m triage grid --dataset DATASET --profile {profile}` first")
@@ -299,6 +306,7 @@ def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: 
         "coverage": [{"dataset": c["dataset"], "seed": int(c["seed"]), "networks": int(c["networks"]),
                       "of": GRID_SIZE} for c in coverage],
         "runs_not_in_grid_dropped": dropped,
+        "partial_grids_left_out": partial,
         "fig3": _fig3_meta(fig),
         "runs_git_hashes": sorted({_run_meta(d).get("git_hash", "unknown") for d in table["run_dir"]}),
         "runs_devices": sorted({_run_meta(d).get("device", "unknown") for d in table["run_dir"]}),
@@ -1096,6 +1104,8 @@ def add_commands(subparsers) -> tuple[str, ...]:
     p.add_argument("--out", default=None, help="results folder (default: <checkout>/results/triage)")
     p.add_argument("--all-runs", action="store_true",
                    help="also export runs that are not part of the profile's default grid")
+    p.add_argument("--complete-only", action="store_true",
+                   help="leave out data sets and seeds whose 31-network grid is not complete")
     p.add_argument("--no-fig3", action="store_true", help="skip the Fig. 3 activations")
     p.add_argument("--data-root", default=None)
     return ("export",)
@@ -1106,7 +1116,7 @@ def main(args) -> int:
     from .data import DataError
     try:
         export(args.profile, args.runs, args.out, datasets=args.dataset, grid_only=not args.all_runs,
-               fig3=not args.no_fig3, data_root=args.data_root,
+               complete_only=args.complete_only, fig3=not args.no_fig3, data_root=args.data_root,
                log=lambda m: print(m, file=sys.stderr, flush=True))
     except (ValueError, DataError) as e:
         print(f"triage: error: {e}", file=sys.stderr)
