@@ -283,6 +283,8 @@ def test_setting_differences_against_the_paper():
     assert "images" not in d.index
     dogs = make_runs(lambda s, b, i, r: 0.1, dataset="stanford_dogs")
     assert report.setting_differences(dogs).set_index("setting").loc["images", "paper"] == "full photographs"
+    assert report.Results("cpu", dogs, pd.DataFrame()).tag == (
+        "[profile: cpu; stanford_dogs (64x64 box crops); seed 0]")
     assert report.setting_caveat(dogs).startswith(
         "ours vs paper: 64x64 crops of the dog boxes vs full photographs; width 0.25 vs 1; 64 vs 224 px")
 

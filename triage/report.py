@@ -369,10 +369,14 @@ class Results:
 
     @property
     def tag(self) -> str:
-        """``[profile: cpu; cifar10; seed 0]``, for figure titles."""
+        """``[profile: cpu; cifar10; seed 0]``, for figure titles.
+
+        Stanford Dogs is named with its images (64x64 box crops, not the paper's photos).
+        """
         s = self.seeds
         seeds = f"seed {s[0]}" if len(s) == 1 else f"seeds {', '.join(map(str, s))}"
-        return f"[profile: {self.profile}; {', '.join(self.datasets)}; {seeds}]"
+        names = [d + (" (64x64 box crops)" if d == "stanford_dogs" else "") for d in self.datasets]
+        return f"[profile: {self.profile}; {', '.join(names)}; {seeds}]"
 
     def coverage(self):
         """Networks present per data set and seed, of the grid's 31, with the missing ones' names."""
