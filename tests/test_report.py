@@ -479,6 +479,12 @@ def test_results_plots_draw_the_tables():
     t = make_runs(lambda s, b, i, r: 0.6 - 0.01 * b, seeds=SEED3)
     fig = plots.plot_max_accuracy(t, "[test]")
     assert len(fig.axes) == 1 and "Fig. 2" in fig._suptitle.get_text()
+    # three data sets wrap to two panels a row; the fourth slot is hidden
+    t3 = pd.concat([t.assign(dataset=d) for d in ("mnist", "cifar10", "cifar100")], ignore_index=True)
+    fig = plots.plot_max_accuracy(t3)
+    assert [ax.get_visible() for ax in fig.axes] == [True, True, True, False]
+    assert [ax.get_title().split(":")[0] for ax in fig.axes[:3]] == ["mnist", "cifar10", "cifar100"]
+    assert fig.axes[2].get_subplotspec().rowspan.start == 1
     fig = plots.plot_convergence(t, "[test]", by="block")
     assert [ax.get_title()[:2] for ax in fig.axes[:2]] == ["FM", "TM"]
     with pytest.raises(ValueError, match="by must be"):

@@ -597,9 +597,14 @@ def plot_max_accuracy(runs, tag="", axes=None):
     if not datasets:
         raise ValueError("no runs to plot")
     if axes is None:
-        fig, axes = plt.subplots(1, len(datasets), figsize=(8.5 * len(datasets), 4.2), squeeze=False,
+        # Two panels a row: four data sets side by side shrink to illegible on a book page.
+        ncols = min(2, len(datasets))
+        nrows = -(-len(datasets) // ncols)
+        fig, grid = plt.subplots(nrows, ncols, figsize=(8.5 * ncols, 4.2 * nrows), squeeze=False,
                                  constrained_layout=True)
-        axes = axes[0]
+        axes = grid.ravel()
+        for ax in axes[len(datasets):]:
+            ax.set_visible(False)
     fig = axes[0].figure
     pal = scheme_palette()
     for ax, ds in zip(axes, datasets):
