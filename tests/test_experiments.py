@@ -214,3 +214,25 @@ def test_upsampled_inputs_run_end_to_end(resolution, tmp_path):
     linears = [m for m in model.classifier if isinstance(m, torch.nn.Linear)]
     assert len(linears) == (3 if resolution == 224 else 2)
     assert json.loads((d / "summary.json").read_text())["train_images"] == 20
+
+
+def test_git_hash_ignores_exported_results(tmp_path):
+    from triage.experiments import _git_hash
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "runs.csv").write_text("a\n1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True).stdout.strip()
+    assert _git_hash(tmp_path / "pkg") == head
+    (tmp_path / "results" / "runs.csv").write_text("a\n2\n")      # a re-export: still clean
+    assert _git_hash(tmp_path / "pkg") == head
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")          # a code change: dirty
+    assert _git_hash(tmp_path / "pkg") == head + "-dirty"

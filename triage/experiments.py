@@ -245,14 +245,17 @@ def default_runs_root() -> Path:
     return Path("runs")
 
 
-def _git_hash() -> str:
+def _git_hash(here: Path | None = None) -> str:
     try:
-        here = Path(__file__).resolve().parent
+        here = Path(here) if here is not None else Path(__file__).resolve().parent
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
                              timeout=5)
         if out.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        # results/ holds exported outputs, not code: re-exporting over committed results must
+        # not mark the code that produced them as modified.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", ":(top,exclude)results"], cwd=here,
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
