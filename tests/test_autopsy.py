@@ -517,6 +517,13 @@ def test_verdicts_follow_the_numbers():
     two = ap.verdicts(pd.DataFrame([row, {**row, "k32_drop": 3.0}], index=["mnist", "cifar10"]))
     assert "for some data sets only" in two["kmeans"]
     assert "97.0% for every data set" in two["params"]
+    assert "point: mnist: 64 (100% of the filters kept distinct on average)" in good["filter_kmeans"]
+    assert "re-estimated afterwards: mnist: 32 (60% of" in good["filter_kmeans"]
+    # no swept cluster count suffices: said as a value, whatever each() appends
+    none = ap.verdicts(pd.DataFrame([{**row, "clusters_needed": None, "clusters_share": float("nan")}] * 2,
+                                    index=["mnist", "cifar10"]))
+    assert "point: more than any swept for every data set;" in none["filter_kmeans"]
+    assert "As in the paper, vector quantisation of filters needs many clusters." in none["filter_kmeans"]
 
 
 # ----------------------------------------------------------------------------- real data (smoke MNIST base)

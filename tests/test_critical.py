@@ -534,3 +534,29 @@ def test_analyse_run_stores_and_reads_back(cifar_base, tmp_path):
     assert torch.allclose(again["maps"].score("conv5_1"), res["maps"].score("conv5_1"))
     # other parameters: another folder, computed anew
     assert cr.analyse_run(cfg, **{**kw, "ratios": (0.5,)})["meta"]["source"] == "computed now"
+
+
+def test_am_run_stores_and_reads_back(cifar_base, tmp_path):
+    import triage
+    model, train, test, sp = cifar_base
+    cfg = triage.make_config("cifar10", profile="smoke")
+    maps = cr.class_maps(model, train, "Conv5_1", class_names=sp.classes, progress=False)
+    kw = dict(layer="Conv5_1", top_k=2, steps=3, results_dir=tmp_path)
+    am = cr.am_run(cfg, maps, ["cat", "dog"], **kw)
+    assert am["source"] == "computed now"
+    assert am["images"].shape == (6, 3, 32, 32) and len(am["titles"]) == 6
+    assert am["titles"][-1] == "logit 'dog'"
+    assert am["filters"]["cat"] == cr.top_filters(maps, "Conv5_1", "cat", 2)["filter"].tolist()
+    # the same images as activation maximisation called directly on the run's network
+    mean, std = triage.channel_stats("cifar10")
+    direct = cr.activation_maximisation(model, "Conv5_1", am["filters"]["cat"] + am["filters"]["dog"], steps=3,
+                                        mean=mean, std=std, seed=0, progress=False)
+    assert torch.allclose(am["images"][:4], direct.images, atol=1e-6)
+    assert torch.allclose(am["final"][:4], direct.activation, atol=1e-5)
+    again = cr.am_run(cfg, maps, ["cat", "dog"], **kw)
+    assert again["source"].startswith("read from") and torch.equal(again["images"], am["images"])
+    # neither stored images nor a trained run: None (AM never trains a network)
+    empty = triage.RunStore(tmp_path / "empty-store")
+    assert cr.am_run(cfg, maps, ["cat"], store=empty, **{**kw, "results_dir": tmp_path / "none"}) is None
+    with pytest.raises(ValueError, match="top_k"):
+        cr.am_run(cfg, maps, ["cat"], **{**kw, "top_k": 0})

@@ -1420,7 +1420,7 @@ def verdicts(f: pd.DataFrame, tolerance: float = 1.0) -> dict:
         dict observation -> markdown string (glue them with ``IPython.display.Markdown``).
     """
     def each(fmt, col):
-        vals = [fmt(v) for v in f[col]]
+        vals = [fmt(v) for v in (f[col] if isinstance(col, str) else col)]
         if len(vals) > 1 and len(set(vals)) == 1:
             return f"{vals[0]} for every data set"
         return ", ".join(f"{ds}: {v}" for ds, v in zip(f.index, vals))
@@ -1484,12 +1484,17 @@ def verdicts(f: pd.DataFrame, tolerance: float = 1.0) -> dict:
                      + share(f["k32_drop"] <= tolerance, "The paper's K=32 sufficiency holds.",
                              "The paper's K=32 sufficiency holds for some data sets only.",
                              "The paper's K=32 sufficiency does not hold here."))
-    out["filter_kmeans"] = (f"Filter k-means needs {each(dec, 'clusters_needed')} clusters per layer to stay "
-                            f"within {tolerance:g} point, i.e. {each(pct, 'clusters_share')} of the filters kept "
-                            f"distinct on average"
-                            + (f"; with the BN statistics re-estimated afterwards, "
-                               f"{each(dec, 'clusters_needed_recal')} ({each(pct, 'clusters_share_recal')})"
-                               if f["clusters_share_recal"].notna().any() else "") + ". "
+    def clusters(suffix):
+        # "k (x% of the filters kept distinct)" per data set; a value, not a sentence part, so that
+        # each()'s "... for every data set" reads right after the colon.
+        return each(lambda v: "more than any swept" if v[0] is None or pd.isna(v[0]) else
+                    f"{int(v[0])} ({100 * v[1]:.0f}% of the filters kept distinct on average)",
+                    list(zip(f["clusters_needed" + suffix], f["clusters_share" + suffix])))
+
+    out["filter_kmeans"] = (f"Clusters per conv layer that filter k-means needs to stay within {tolerance:g} "
+                            f"point: {clusters('')}"
+                            + (f"; with the BN statistics re-estimated afterwards: {clusters('_recal')}"
+                               if "clusters_needed_recal" in f else "") + ". "
                             + share(f["clusters_share"].fillna(1) >= 0.5, "As in the paper, vector quantisation "
                                     "of filters needs many clusters.", "Many clusters are needed for some data "
                                     "sets only.", "Unlike in the paper, few clusters suffice."))

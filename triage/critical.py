@@ -1285,3 +1285,73 @@ def analyse_run(cfg, *, store=None, results_dir="results/critical", layer: str =
     (out / "critical.json").write_text(json.dumps(res["meta"], indent=2, sort_keys=True, default=str) + "\n")
     res["meta"]["source"] = "computed now"
     return res
+
+
+def am_run(cfg, maps: ClassMaps, classes: Sequence, *, layer: str = "Conv5_1", top_k: int = 3,
+           steps: int = 128, seed: int = 0, store=None, results_dir="results/critical",
+           recompute: bool = False, device="cpu", data_root=None, progress: bool = False) -> dict | None:
+    """Activation maximisation of each class's top filters and of the class logits, stored and reused.
+
+    For every class of ``classes`` its ``top_k`` filters of ``layer`` (:func:`top_filters`
+    on ``maps``), then one image per class logit, as in the paper's Fig. 2. The images
+    and objectives are written to ``am-<key>.npz`` in the run's folder under
+    ``<results_dir>/<profile>/<dataset>/<run name>-<run key>/``, the key covering the
+    filters chosen and every AM parameter. A later call reads them back without the
+    model, so a book built from stored results still shows them. Nothing is trained
+    for AM alone: without stored images and without a finished run in ``store`` the
+    result is None.
+
+    Args:
+        cfg: the run config whose trained network is analysed.
+        maps: that network's :class:`ClassMaps` (``analyse_run(...)["maps"]``).
+        classes: class names or indexes.
+        layer, top_k: the filters, as in :func:`top_filters`.
+        steps, seed: as in :func:`activation_maximisation`.
+        store: the ``RunStore`` of the runs (None: the default one).
+        results_dir: root of the stored results (that of :func:`analyse_run`).
+        recompute: ignore stored images.
+        device, data_root: where the model runs; data root for the normalisation.
+        progress: tqdm bars.
+
+    Returns:
+        None, or a dict with ``images`` ((n, C, H, W) in [0, 1]), ``titles``, ``start``
+        and ``final`` (the objective before and after, per image), ``layer`` (its
+        name in the model), ``filters`` ({class name: filters}) and ``source``.
+    """
+    import hashlib
+    import json
+
+    from .data import channel_stats
+    from .experiments import RunStore, load_model, run
+
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    names = [maps.classes[maps.class_index(c)] for c in classes]
+    if not names:
+        raise ValueError("classes is empty: give at least one class")
+    top = {c: [int(f) for f in top_filters(maps, layer, c, top_k)["filter"]] for c in names}
+    params = {"layer": maps.layer(layer), "filters": top, "steps": steps, "seed": seed, "format": 1}
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+    path = Path(results_dir) / cfg.profile / cfg.dataset / f"{cfg.name}-{cfg.key()}" / f"am-{key}.npz"
+    titles = [f"{c}: filter {f}" for c in names for f in top[c]] + [f"logit '{c}'" for c in names]
+    out = {"titles": titles, "layer": params["layer"], "filters": top}
+    if not recompute and path.is_file():
+        with np.load(path) as z:
+            return {**out, **{k: torch.from_numpy(z[k]) for k in ("images", "start", "final")},
+                    "source": f"read from {path}"}
+    store = store or RunStore()
+    if not store.is_done(cfg):
+        return None
+    model = load_model(run(cfg, store, data_root=data_root, device=device, progress=False, log=lambda *a: None),
+                       device)
+    mean, std = channel_stats(cfg.dataset, data_root)
+    kw = dict(steps=steps, mean=mean, std=std, seed=seed, progress=progress)
+    am = activation_maximisation(model, params["layer"], [f for c in names for f in top[c]], **kw)
+    logit = activation_maximisation(model, "logits", [maps.class_index(c) for c in names], **kw)
+    res = {"images": torch.cat([am.images, logit.images]), "start": torch.cat([am.start, logit.start]),
+           "final": torch.cat([am.activation, logit.activation])}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")   # written whole, then renamed: no half file is read back
+    np.savez_compressed(tmp, **{k: v.numpy().astype(np.float32) for k, v in res.items()})
+    tmp.replace(path)
+    return {**out, **res, "source": "computed now"}
