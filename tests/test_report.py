@@ -485,6 +485,10 @@ def test_results_plots_draw_the_tables():
     assert [ax.get_visible() for ax in fig.axes] == [True, True, True, False]
     assert [ax.get_title().split(":")[0] for ax in fig.axes[:3]] == ["mnist", "cifar10", "cifar100"]
     assert fig.axes[2].get_subplotspec().rowspan.start == 1
+    fig, axes = plots.panel_grid(1, 5, 3)
+    assert len(axes) == 1 and tuple(fig.get_size_inches()) == (5, 3)
+    with pytest.raises(ValueError, match="positive integer"):
+        plots.panel_grid(0, 5, 3)
     fig = plots.plot_convergence(t, "[test]", by="block")
     assert [ax.get_title()[:2] for ax in fig.axes[:2]] == ["FM", "TM"]
     with pytest.raises(ValueError, match="by must be"):

@@ -569,6 +569,32 @@ def scheme_palette():
     return pal
 
 
+def panel_grid(n, width, height, ncols=2):
+    """A figure of ``n`` panels, ``ncols`` a row (one per data set, say); unused slots hidden.
+
+    Four data sets side by side shrink to illegible on a book page; two a row stay readable.
+
+    Args:
+        n: panels wanted (>= 1).
+        width, height: inches per panel.
+        ncols: panels per row at most.
+
+    Returns:
+        (Figure, list of the ``n`` Axes in row-major order).
+    """
+    import matplotlib.pyplot as plt
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
+                             constrained_layout=True)
+    axes = list(grid.ravel())
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
 def _children_long(runs):
     kids = runs[runs["block"] > 0].copy()
     kids["init_label"] = kids["init"].map(_INIT_LABEL)
@@ -597,14 +623,7 @@ def plot_max_accuracy(runs, tag="", axes=None):
     if not datasets:
         raise ValueError("no runs to plot")
     if axes is None:
-        # Two panels a row: four data sets side by side shrink to illegible on a book page.
-        ncols = min(2, len(datasets))
-        nrows = -(-len(datasets) // ncols)
-        fig, grid = plt.subplots(nrows, ncols, figsize=(8.5 * ncols, 4.2 * nrows), squeeze=False,
-                                 constrained_layout=True)
-        axes = grid.ravel()
-        for ax in axes[len(datasets):]:
-            ax.set_visible(False)
+        _, axes = panel_grid(len(datasets), 8.5, 4.2)
     fig = axes[0].figure
     pal = scheme_palette()
     for ax, ds in zip(axes, datasets):
