@@ -617,7 +617,6 @@ def plot_max_accuracy(runs, tag="", axes=None):
     Returns:
         the Figure.
     """
-    import matplotlib.pyplot as plt
     import seaborn as sns
     datasets = list(dict.fromkeys(runs["dataset"]))
     if not datasets:
