@@ -389,6 +389,21 @@ def test_one_vs_all_by_hand():
     assert cr.one_vs_all(Logits(), loader, 0)["auc"] == pytest.approx(1 / 6)
     # z_1 (row 3: 0.0 against 1.0, 0.6, -0.2, 0.0): wins 1, ties 1 -> 1.5 / 4
     assert cr.one_vs_all(Logits(), loader, 1)["auc"] == pytest.approx(1.5 / 4)
+    # balanced accuracy and the collapse flag: class 0 under z_0 > 0 says "0" to 2/3 and 2/2
+    r = cr.one_vs_all(Logits(), loader, 0, rule="positive_logit")
+    assert (r["balanced"], r["collapsed"]) == (pytest.approx((2 / 3 + 1 - 1) / 2), False)
+
+
+def test_argmax_rule_is_strict_and_a_constant_detector_is_flagged():
+    """All logits equal (every path but one cut, zero biases): the arg-max never says "c"."""
+    z, y = torch.zeros(4, 3), torch.tensor([0, 1, 2, 0])
+    r = cr.one_vs_all(Logits(), [(z, y)], 0)
+    assert (r["tp"], r["fp"], r["balanced"], r["collapsed"]) == (0.0, 0.0, 0.5, True)
+    # "always c": TP = FP = 1, collapsed under either rule
+    z = torch.tensor([[1.0, -1.0, -1.0]]).repeat(4, 1)
+    for rule in cr.RULES:
+        r = cr.one_vs_all(Logits(), [(z, y)], 0, rule=rule)
+        assert (r["tp"], r["fp"], r["collapsed"]) == (1.0, 1.0, True)
 
 
 def test_distillation_table_matches_direct_evaluation():
@@ -404,6 +419,7 @@ def test_distillation_table_matches_direct_evaluation():
         assert row["auc"] == pytest.approx(direct["auc"])
         base = cr.one_vs_all(model, test, int(row["class"]))
         assert (row["base_tp"], row["base_fp"], row["base_auc"]) == (base["tp"], base["fp"], base["auc"])
+        assert (row["balanced"], row["collapsed"]) == (direct["balanced"], direct["collapsed"])
         assert row["params"] == cr.model_size(small)["params"]
     sw = cr.ratio_sweep(model, maps, test, ratios=(0.05, 0.25, 1.0), classes=[0, 3], progress=False)
     assert len(sw) == 6
@@ -534,6 +550,11 @@ def test_analyse_run_stores_and_reads_back(cifar_base, tmp_path):
     assert torch.allclose(again["maps"].score("conv5_1"), res["maps"].score("conv5_1"))
     # other parameters: another folder, computed anew
     assert cr.analyse_run(cfg, **{**kw, "ratios": (0.5,)})["meta"]["source"] == "computed now"
+    # the batch size is in the key: the same number of batches is another number of images
+    other = cr.analyse_run(cfg, **{**kw, "batch_size": 50})
+    assert other["meta"]["source"] == "computed now"
+    assert (other["meta"]["map_images"], other["meta"]["test_images"]) == (100, 50)
+    assert not list(tmp_path.rglob("*.tmp"))  # the JSON markers are written whole (temporary file, rename)
 
 
 def test_am_run_stores_and_reads_back(cifar_base, tmp_path):
@@ -556,7 +577,7 @@ def test_am_run_stores_and_reads_back(cifar_base, tmp_path):
     again = cr.am_run(cfg, maps, ["cat", "dog"], **kw)
     assert again["source"].startswith("read from") and torch.equal(again["images"], am["images"])
     # neither stored images nor a trained run: None (AM never trains a network)
-    empty = triage.RunStore(tmp_path / "empty-store")
+    empty = triage.RunStore(tmp_path / "empty-store", results=None)  # no run, no export
     assert cr.am_run(cfg, maps, ["cat"], store=empty, **{**kw, "results_dir": tmp_path / "none"}) is None
     with pytest.raises(ValueError, match="top_k"):
         cr.am_run(cfg, maps, ["cat"], **{**kw, "top_k": 0})

@@ -39,33 +39,16 @@ def copy_mnist(src, dst, names=("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-u
     return raw
 
 
-def dogs_rows(z, rows):
-    """The arrays of a Stanford Dogs DCT npz restricted to `rows` (sorted image indices).
-
-    The ac stream is coefficient-major, so keeping rows means keeping the stream entries of
-    those images, in order, and renumbering the out-of-int8 fix positions.
-    """
-    eob = z["eob"]
-    nb, n = eob.shape
-    keep = np.zeros(n, bool)
-    keep[rows] = True
-    mask = eob[None] > np.arange(63)[:, None, None]          # (k, block, image): the stream order
-    sel = np.flatnonzero((mask & keep)[mask])                 # kept stream positions, ascending
-    fix = np.isin(z["ac_fix_pos"], sel)
-    new_i = np.cumsum(keep) - 1
-    b, i = np.divmod(z["dc_fix_pos"], n)
-    dfix = keep[i]
-    out = dict(z)
-    out.update(eob=eob[:, keep], ac=z["ac"][sel], dc=z["dc"][:, keep], y=z["y"][keep],
-               ac_fix_pos=np.searchsorted(sel, z["ac_fix_pos"][fix]), ac_fix_val=z["ac_fix_val"][fix],
-               dc_fix_pos=b[dfix] * keep.sum() + new_i[i[dfix]], dc_fix_val=z["dc_fix_val"][dfix])
-    return out
-
-
 @pytest.fixture(scope="module")
-def dogs_npz(shared_data):
-    with np.load(shared_data / "stanford-dogs" / "train.npz") as z:
-        return {k: z[k] for k in z.files}
+def dogs_train(shared_data):
+    """The first 300 Stanford Dogs training crops as Pillow decodes them (NHWC), with names and labels."""
+    from PIL import Image
+    folder = shared_data / "stanford-dogs" / "train"
+    files = (shared_data / "stanford-dogs" / "train.txt").read_text().split()[:300]
+    imgs = np.stack([np.asarray(Image.open(folder / f).convert("RGB")) for f in files])
+    classes = sorted({f.split("/")[0] for f in (shared_data / "stanford-dogs" / "train.txt").read_text().split()})
+    labels = np.array([classes.index(f.split("/")[0]) for f in files])
+    return imgs, files, labels
 
 
 # ----------------------------------------------------------------------------- spec
@@ -90,10 +73,11 @@ def test_spec_classes_match_data(shared_data):
     with open(shared_data / "cifar-100-official-meta" / "meta", "rb") as f:
         fine = pickle.load(f, encoding="bytes")[b"fine_label_names"]
     assert spec("cifar100").classes == tuple(n.decode() for n in fine)
-    for name, rel, key in (("cifar10", "cifar-10/test.npz", "classes"), ("cifar100", "cifar-100/test.npz", "classes"),
-                           ("stanford_dogs", "stanford-dogs/test.npz", "breeds")):
+    for name, rel in (("cifar10", "cifar-10/test.npz"), ("cifar100", "cifar-100/test.npz")):
         with np.load(shared_data / rel) as z:
-            assert spec(name).classes == tuple(z[key].tolist())
+            assert spec(name).classes == tuple(z["classes"].tolist())
+    folders = sorted({f.split("/")[0] for f in (shared_data / "stanford-dogs" / "test.txt").read_text().split()})
+    assert spec("stanford_dogs").classes == tuple(f.split("-", 1)[1] for f in folders)
     assert spec("mnist").classes == tuple("0123456789")
 
 
@@ -132,27 +116,35 @@ def test_cifar_split(shared_data, verify, rel):
 @pytest.mark.slow
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_dogs_split(shared_data, verify, split):
-    exp = verify.DOGS_EXPECT[f"stanford-dogs/{split}.npz"]
+    exp = verify.DOGS_EXPECT[f"stanford-dogs/{split}"]
     x, y = load_split("stanford_dogs", split, shared_data)
     assert x.shape == (exp["n"], 3, 64, 64) and x.dtype == torch.uint8 and x.is_contiguous()
     assert torch.bincount(y, minlength=120).tolist() == exp["per_class"]
     assert sha256(nhwc(x)) == exp["x"] and sha256(y.numpy()) == exp["y"]
 
 
-def test_dogs_decoder_matches_verify(dogs_npz, verify):
-    """The vectorised port equals verify.py's decode_dogs, on rows that exercise the int8 fix-ups."""
-    z = dogs_npz
-    n = z["eob"].shape[1]
-    mask = z["eob"][None] > np.arange(63)[:, None, None]
-    image_of_entry = np.broadcast_to(np.arange(n, dtype=np.int32), mask.shape)[mask]
-    ac_fix_rows = image_of_entry[z["ac_fix_pos"]]
-    rows = np.unique(np.concatenate([np.arange(150), ac_fix_rows[:50]]))
-    sub = dogs_rows(z, rows)
-    assert len(sub["ac_fix_pos"]) > 0 and len(sub["dc_fix_pos"]) > 0 and len(rows) < n
-    ours = D._decode_dogs_arrays(sub)
-    ref = verify.decode_dogs(sub)
-    assert ours.shape == (len(rows), 3, 64, 64)
-    assert np.array_equal(ours.transpose(0, 2, 3, 1), ref)
+def test_dogs_crops_are_pillows_pixels(shared_data, dogs_train, tmp_path):
+    """The shared JPEG crops load as Pillow decodes them, in list order, labelled by sorted folder."""
+    imgs, files, labels = dogs_train
+    root = tmp_path / "stanford-dogs"
+    (root / "train").mkdir(parents=True)
+    keep = files[:5] + files[-5:]
+    for f in keep:
+        (root / "train" / f).parent.mkdir(exist_ok=True)
+        shutil.copy(shared_data / "stanford-dogs" / "train" / f, root / "train" / f)
+    # a list naming all 120 breeds is what fixes the labels: keep the real list's folders
+    (root / "train.txt").write_text("\n".join(keep) + "\n")
+    with pytest.raises(DataError, match="120"):
+        load_split("stanford_dogs", "train", tmp_path)        # 2 breeds only: labels would shift
+    full_x, full_y = load_split("stanford_dogs", "train", shared_data)
+    assert full_x.shape == (12000, 3, 64, 64)
+    assert np.array_equal(nhwc(full_x[:300]), imgs) and full_y[:300].tolist() == labels.tolist()
+    # a truncated JPEG is a DataError that says so, not a Pillow traceback
+    bad = root / "train" / keep[0]
+    bad.write_bytes(bad.read_bytes()[:200])
+    (root / "train.txt").write_text("\n".join(files[:1]) + "\n")
+    with pytest.raises(DataError, match="corrupt|120"):
+        load_split("stanford_dogs", "train", tmp_path)
 
 
 # ----------------------------------------------------------------------------- caching and stats
@@ -229,15 +221,13 @@ def test_cifar100_official_pickles(shared_data, tmp_path):
     assert torch.equal(load_split("cifar100", "test", tmp_path)[0], x[200:300])
 
 
-def test_dogs_official_layout(dogs_npz, tmp_path):
+def test_dogs_official_layout(dogs_train, tmp_path):
     from PIL import Image
     from scipy.io import savemat
 
-    z = dogs_npz
+    all_imgs, all_files, all_labels = dogs_train
     rows = np.array([0, 1, 100, 101, 200, 201])               # two images of each of breeds 0, 1, 2
-    imgs = D._decode_dogs_arrays(dogs_rows(z, rows)).transpose(0, 2, 3, 1)
-    files = z["files"][rows].tolist()
-    labels = z["y"][rows]
+    imgs, files, labels = all_imgs[rows], [all_files[i] for i in rows], all_labels[rows]
     boxes = {1: (8, 4, 40, 60)}                                # image 1: a sub-box
     for i, rel in enumerate(files):
         path = tmp_path / "Images" / rel
@@ -296,7 +286,7 @@ def test_empty_root_names_root_and_files(tmp_path):
     msg = str(e.value)
     assert str(tmp_path / "MNIST" / "raw") in msg and "train-images-idx3-ubyte" in msg
     assert "python -m triage download mnist" in msg
-    with pytest.raises(DataError, match=r"(?s)lists/train_list\.mat.*stanford-dogs/ +train\.npz.*ImageNetDogs"):
+    with pytest.raises(DataError, match=r"(?s)lists/train_list\.mat.*stanford-dogs/ +train\.txt, train/.*ImageNetDogs"):
         load_split("stanford_dogs", "train", tmp_path)
     with pytest.raises(DataError, match="split"):
         load_split("mnist", "val", tmp_path)
@@ -316,7 +306,6 @@ def _flip_middle(p):
     ("cifar10", "cifar-10/test.npz", _truncate),
     ("cifar10", "cifar-10/test.npz", _flip_middle),
     ("mnist", "MNIST/raw/t10k-images-idx3-ubyte.gz", _truncate),
-    ("stanford_dogs", "stanford-dogs/test.npz", _truncate),
 ])
 def test_corrupt_file_raises_data_error(shared_data, tmp_path, name, rel, damage):
     src = shared_data / rel

@@ -2,8 +2,10 @@
 import dataclasses
 import json
 import subprocess
+import shutil
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -83,7 +85,9 @@ def test_mnist_smoke_base_learns(mnist_base):
     # flow stays near it. 6 short epochs on 2,000 images reach ~0.5-0.7.
     assert summary["max_test_acc"] >= 0.30, summary
     metrics = pd.read_csv(d / "metrics.csv")
-    assert list(metrics.columns) == ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"]
+    assert list(metrics.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
+                                     "test_acc", "lr", "seconds"]
+    assert metrics["val_acc"].isna().all()   # the smoke profile has no validation split
     assert len(metrics) == cfg.epochs and metrics["train_loss"].iloc[-1] < metrics["train_loss"].iloc[0]
     meta = json.loads((d / "config.json").read_text())
     assert meta["config"] == dataclasses.asdict(cfg)
@@ -236,3 +240,140 @@ def test_git_hash_ignores_exported_results(tmp_path):
     assert _git_hash(tmp_path / "pkg") == head
     (tmp_path / "pkg" / "code.py").write_text("x = 2\n")          # a code change: dirty
     assert _git_hash(tmp_path / "pkg") == head + "-dirty"
+
+
+# ----------------------------------------------------------------------------- the converged protocol (format 2)
+import dataclasses as _dc
+
+from triage.experiments import _FORMAT2_DEFAULTS, _plateau_stop, export_run, summarise_run
+
+TINY = dict(width=1 / 16, train_per_class=24, test_per_class=12, batch_size=32, precision="fp32",
+            val_fraction=0.25)
+
+
+def test_format1_addresses_are_kept_and_format2_fields_change_them():
+    # the stored cpu results are addressed by these hashes (results/triage/cpu/runs.csv)
+    assert make_config("cifar10", 0, profile="cpu").key() == "1da443184428"
+    base = make_config("cifar10", 0, profile="cpu")
+    for name, default in _FORMAT2_DEFAULTS.items():
+        assert getattr(base, name) == default
+    assert _dc.replace(base, val_fraction=0.1).key() != base.key()
+    c = make_config("cifar10", 3, "mean", "thawed", profile="campaign")
+    assert (c.val_fraction, c.stopping, c.test_per_class, c.train_per_class) == (0.1, "plateau", None, None)
+    assert c.epochs == 30 and c.parent().epochs == 60 and c.lr == 0.05 and c.min_lr == 5e-4
+
+
+def test_control_config():
+    k = make_config("mnist", 0, profile="campaign", control=True)
+    base = make_config("mnist", 0, profile="campaign")
+    child = make_config("mnist", 2, "random", "frozen", profile="campaign")
+    assert (k.name, k.scheme, k.is_child) == ("control", "Control", True)
+    assert k.parent() == base == child.parent()
+    assert k.epochs == child.epochs and k.child_lr == child.child_lr
+    assert k.key() != base.key()
+    with pytest.raises(ConfigError, match="block 0"):
+        make_config("mnist", 2, "random", "frozen", profile="campaign", control=True)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("stopping", "early", "unknown stopping mode"), ("val_fraction", 0.6, r"\(0, 0.5\]"),
+    ("val_fraction", -0.1, r"\(0, 0.5\]"), ("epochs", 0, "epochs must be positive"),
+    ("child_lr", "warm", "unknown child lr"), ("stop_patience", 0, "stop_patience")])
+def test_bad_protocol_values(field, value, match):
+    with pytest.raises(ConfigError, match=match):
+        make_config("mnist", 0, profile="campaign", **{field: value})
+
+
+def test_plateau_needs_a_validation_split():
+    with pytest.raises(ConfigError, match="validation split"):
+        make_config("mnist", 0, profile="smoke", stopping="plateau")
+
+
+def test_plateau_rule_by_hand():
+    cfg = make_config("mnist", 0, profile="campaign")      # min_lr 5e-4, patience 4
+    row = lambda lr: {"lr": lr}
+    floor, high = cfg.min_lr, 0.01
+    # 4 epochs at the floor, best 4 epochs ago: stop
+    assert _plateau_stop([row(high)] * 3 + [row(floor)] * 4, floor, cfg, best_epoch=3)
+    # best in the last 4 epochs: go on
+    assert not _plateau_stop([row(high)] * 3 + [row(floor)] * 4, floor, cfg, best_epoch=5)
+    # only 3 epochs at the floor: go on, even with an old best
+    assert not _plateau_stop([row(high)] * 4 + [row(floor)] * 3, floor, cfg, best_epoch=1)
+    # lr still above the floor after the last step: go on
+    assert not _plateau_stop([row(floor)] * 5, high, cfg, best_epoch=1)
+
+
+def test_summarise_run_selects_on_validation():
+    rows = [{"test_acc": t, "val_acc": v} for t, v in [(0.5, 0.4), (0.7, 0.6), (0.8, 0.55), (0.6, 0.6)]]
+    s = summarise_run(rows, has_val=True)
+    # best val 0.6 first reached at epoch 2 (ties go to the earlier epoch); test there 0.7
+    assert (s["best_epoch"], s["best_val_acc"], s["test_acc_at_best_val"]) == (2, 0.6, 0.7)
+    assert (s["max_test_acc"], s["epoch_of_max"]) == (0.8, 3)        # the paper's measure
+    assert s["epochs_to_99pct_val"] == 2 and s["epochs_trained"] == 4
+    s = summarise_run(rows, has_val=False)
+    assert s["best_epoch"] == 3 and s["test_acc_at_best_val"] is None
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory, one_thread):
+    store = RunStore(tmp_path_factory.mktemp("runs"), results=tmp_path_factory.mktemp("results"))
+    cfg = make_config("mnist", 0, profile="smoke", epochs=3, **TINY)
+    return store, cfg, run(cfg, store, progress=False, log=lambda m: None)
+
+
+def test_validation_protocol_end_to_end(tiny_base):
+    store, cfg, d = tiny_base
+    s = json.loads((d / "summary.json").read_text())
+    m = pd.read_csv(d / "metrics.csv")
+    assert s["val_images"] == 60 and s["train_images"] == 180 and s["test_images"] == 120
+    assert m["val_acc"].notna().all() and len(m) == 3 and s["stop_reason"] == "fixed"
+    best = int(m["val_acc"].idxmax())
+    assert s["test_acc_at_best_val"] == m["test_acc"][best] and s["best_epoch"] == best + 1
+    assert 0 < s["majority_frac"] <= 1 and s["cka_block1"] == 1.0
+    # exported at once, with the base's weights
+    e = store.export_path(cfg)
+    assert {p.name for p in e.iterdir()} == {"config.json", "summary.json", "metrics.csv", "block1.npz", "weights.pt"}
+    assert np.load(e / "block1.npz")["maps"].shape == (4, 32, 32)   # width 1/16: block 1 has 4 filters
+
+
+@pytest.mark.parametrize("init,regime", [("mean", "frozen"), ("stn", "frozen"), ("stn", "thawed")])
+def test_feature_cache_gives_the_same_numbers(tiny_base, tmp_path, init, regime):
+    """Cached FM prefix / STN hint features train exactly as the uncached pass (fp32)."""
+    store, cfg, base_dir = tiny_base
+    child = make_config("mnist", 3, init, regime, profile="smoke", epochs=2, stn_epochs=2, **TINY)
+    outs = []
+    for cache in (True, False):
+        st = RunStore(tmp_path / f"runs{cache}", results=None)
+        # the same trained base in both stores
+        shutil.copytree(base_dir, st.path(cfg))
+        d = run(child, st, progress=False, log=lambda m: None, cache=cache)
+        outs.append((pd.read_csv(d / "metrics.csv"), json.loads((d / "summary.json").read_text())))
+    (m1, s1), (m0, s0) = outs
+    for col in ("train_loss", "train_acc", "val_loss", "test_loss", "test_acc"):
+        np.testing.assert_allclose(m1[col], m0[col], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(s1["stn_losses"], s0["stn_losses"], rtol=1e-4)
+    if init == "stn":
+        assert len(s1["stn_losses"]) == 2
+
+
+def test_fresh_clone_resumes_from_exported_results(tmp_path):
+    """Export, delete the run store, rerun the grid: nothing retrains; a missing child trains from
+    the exported base."""
+    from triage.grid import expand_grid, run_grid
+    results = tmp_path / "results"
+    ov = {k: v for k, v in TINY.items()}
+    cfgs = [c for c in expand_grid("mnist", "smoke", [0], blocks=[2], inits=["random"], regimes=["frozen", "thawed"],
+                                   epochs=1, **ov)]
+    cfgs.insert(1, make_config("mnist", 0, profile="smoke", control=True, epochs=1, **ov))
+    r1 = run_grid(cfgs, RunStore(tmp_path / "a", results=results), notebooks=False, progress=False,
+                  log=lambda m: None)
+    assert r1.count("done") == 4, r1.results
+    shutil.rmtree(tmp_path / "a")                                  # a new machine: runs/ is gone
+    gone = RunStore(tmp_path / "b", results=results).export_path(cfgs[-1])
+    shutil.rmtree(gone)                                            # one child never got exported
+    r2 = run_grid(cfgs, RunStore(tmp_path / "b", results=results), notebooks=False, progress=False,
+                  log=lambda m: None)
+    status = {r["name"]: r["status"] for r in r2.results}
+    assert status == {"base": "reused", "control": "reused", "b2-random-frozen": "reused",
+                      "b2-random-thawed": "done"}, r2.results
+    assert not (tmp_path / "b" / "smoke" / "mnist" / f"base-{cfgs[0].key()}").exists()   # base not retrained

@@ -135,7 +135,7 @@ def _hooks(model):
 
 
 def test_block1_activations_match_hand_computation_base_and_compressed():
-    from triage.plots import block1_activations
+    from triage.similarity import block1_activations
     torch.manual_seed(0)
     base = vgg16_bn(10, in_channels=1, width=1 / 16)
     _randomise_bn(base)
@@ -161,7 +161,7 @@ def test_block1_activations_match_hand_computation_base_and_compressed():
 
 
 def test_block1_activations_remove_the_hook_when_the_forward_fails():
-    from triage.plots import block1_activations
+    from triage.similarity import block1_activations
     model = vgg16_bn(10, in_channels=3, width=1 / 16)
     with pytest.raises(RuntimeError):
         block1_activations(model, torch.randn(1, 1, 32, 32))  # wrong number of channels

@@ -1,4 +1,4 @@
-"""Tests of triage.report: the claim tests on hand-made tables, export/load of a fake run store."""
+"""Tests of triage.report: tidy tables on hand-made tables, export/load of a fake run store."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from triage import report
+from triage.claims import VERDICTS, check_claims
 from triage.data import DataError
 from triage.experiments import (STORE_FORMAT, RunStore, build_model, make_config)
 from triage.grid import expand_grid
@@ -51,216 +52,7 @@ def make_runs(acc, e99=lambda s, b, i, r: 4, seeds=(0,), base=0.60, dataset="cif
     return pd.DataFrame(rows)
 
 
-def verdict(table, claim, **kw):
-    c = report.claims(table, **kw)
-    row = c[(c["claim"] == claim) & (c["dataset"] != "all")].iloc[0]
-    return row["verdict"], row["numbers"]
-
-
 SEED3 = (0, 1, 2)
-NOISE = {0: 0.003, 1: -0.003, 2: 0.0}   # zero-mean seed offsets: means over seeds are exact
-
-
-# ----------------------------------------------------------------------------- C1
-
-def test_c1_holds_when_every_block_costs_the_same():
-    cost = {1: -0.010, 2: -0.005, 3: -0.012, 4: -0.008, 5: -0.006}   # spread 0.7 points
-    t = make_runs(lambda s, b, i, r: 0.6 + cost[b] + NOISE[s], seeds=SEED3)
-    v, n = verdict(t, "C1")
-    assert v == "holds"
-    assert n["range"] == pytest.approx(0.012 - 0.005)
-    assert n["worst_block"] == 3 and n["best_block"] == 2
-
-
-def test_c1_fails_when_one_block_is_critical_beyond_noise():
-    cost = {1: -0.01, 2: -0.01, 3: -0.10, 4: -0.01, 5: -0.01}
-    t = make_runs(lambda s, b, i, r: 0.6 + cost[b] + NOISE[s] * (1 + b / 10), seeds=SEED3)
-    v, n = verdict(t, "C1")
-    assert v == "does not hold"
-    assert n["worst_block"] == 3
-    assert n["range"] == pytest.approx(0.09)
-    assert n["p"] < 1e-6
-
-
-def test_c1_is_inconclusive_with_one_seed_and_still_reports_the_spread():
-    cost = {1: -0.01, 2: -0.01, 3: -0.10, 4: -0.01, 5: -0.01}
-    t = make_runs(lambda s, b, i, r: 0.6 + cost[b], seeds=(0,))
-    v, n = verdict(t, "C1")
-    assert v == "inconclusive"
-    assert n["range"] == pytest.approx(0.09)
-    assert np.isnan(n["p"])
-
-
-def test_c1_is_inconclusive_when_the_spread_is_within_seed_noise():
-    # block 2 costs 3 points more, but seeds move every network by +-5 points
-    cost = {1: -0.01, 2: -0.04, 3: -0.01, 4: -0.01, 5: -0.01}
-    big = {0: 0.05, 1: -0.05, 2: 0.0}
-    t = make_runs(lambda s, b, i, r: 0.6 + cost[b] + big[(s + b) % 3], seeds=SEED3)
-    v, n = verdict(t, "C1")
-    assert v == "inconclusive"
-    assert n["range"] == pytest.approx(0.03)
-    assert n["p"] > 0.05
-
-
-def test_c1_anova_matches_scipy():
-    from scipy.stats import f_oneway
-    rng = np.random.default_rng(0)
-    noise = rng.normal(0, 0.01, size=(3, 6, 3, 2))
-    t = make_runs(lambda s, b, i, r: 0.6 - 0.004 * b + noise[s, b, INITS.index(i), REGIMES.index(r)],
-                  seeds=SEED3)
-    _, n = verdict(t, "C1")
-    m = report.margins(t)
-    d = m[m["regime"] == "thawed"].groupby(["seed", "block"])["delta"].mean().reset_index()
-    expected = f_oneway(*[g["delta"].to_numpy() for _, g in d.groupby("block")]).pvalue
-    assert n["p"] == pytest.approx(expected, rel=1e-9)
-
-
-# ----------------------------------------------------------------------------- C2
-
-def test_c2_holds_when_tm_is_consistently_much_better():
-    t = make_runs(lambda s, b, i, r: 0.60 if r == "thawed" else 0.50)
-    v, n = verdict(t, "C2")
-    assert v == "holds"
-    assert n["pairs"] == 15 and n["tm_wins"] == 15
-    assert n["mean_gap"] == pytest.approx(0.10)
-    assert n["p"] == pytest.approx(0.5 ** 15)
-
-
-def test_c2_fails_when_fm_is_worse_but_not_much():
-    t = make_runs(lambda s, b, i, r: 0.60 if r == "thawed" else 0.59)
-    v, n = verdict(t, "C2")
-    assert v == "does not hold"
-    assert n["p"] < 0.05 and n["mean_gap"] == pytest.approx(0.01)
-
-
-def test_c2_fails_when_fm_is_not_consistently_worse():
-    t = make_runs(lambda s, b, i, r: 0.60 + (0.02 if (b + INITS.index(i)) % 2 else -0.02) * (r == "thawed"))
-    v, n = verdict(t, "C2")
-    assert v == "does not hold"
-    assert n["p"] > 0.05
-
-
-def test_c2_is_inconclusive_for_a_large_but_inconsistent_gap():
-    # 8 pairs where TM is 30 points better, 7 where it is 5 points worse: mean +13.7, sign test p = 0.5
-    def acc(s, b, i, r):
-        k = (b - 1) * 3 + INITS.index(i)
-        return 0.5 + (0.30 if k < 8 else -0.05) * (r == "thawed")
-    v, n = verdict(make_runs(acc), "C2")
-    assert v == "inconclusive"
-    assert n["mean_gap"] == pytest.approx((8 * 0.30 - 7 * 0.05) / 15)
-
-
-def test_c2_is_inconclusive_with_too_few_pairs():
-    drop = [(b, i, "frozen") for b in range(1, 6) for i in INITS][4:]   # 4 FM networks left
-    t = make_runs(lambda s, b, i, r: 0.60 if r == "thawed" else 0.40, drop=drop)
-    v, n = verdict(t, "C2")
-    assert v == "inconclusive" and n["pairs"] == 4
-
-
-# ----------------------------------------------------------------------------- C3
-
-def test_c3_holds_when_a_tm_config_beats_the_base_beyond_noise():
-    def acc(s, b, i, r):
-        return 0.65 + 0.2 * NOISE[s] if (b, i, r) == (2, "random", "thawed") else 0.55
-    v, n = verdict(make_runs(acc, seeds=SEED3), "C3")
-    assert v == "holds"
-    assert n["exceeding"] == 1 and n["best"] == "b2 TM-RW"
-    assert n["best_delta"] == pytest.approx(0.05)
-
-
-def test_c3_fails_when_no_tm_network_reaches_the_base():
-    v, n = verdict(make_runs(lambda s, b, i, r: 0.59 + NOISE[s], seeds=SEED3, base=0.60), "C3")
-    assert v == "does not hold" and n["above"] == 0
-
-
-def test_c3_is_inconclusive_with_one_seed():
-    t = make_runs(lambda s, b, i, r: 0.62 if r == "thawed" else 0.5)
-    v, n = verdict(t, "C3")
-    assert v == "inconclusive"
-    assert n["above"] == 15 and n["best_delta"] == pytest.approx(0.02)
-    # the binomial SE of one accuracy at the base's 0.60 on 2000 test images
-    assert n["test_se"] == pytest.approx(np.sqrt(0.6 * 0.4 / 2000))
-
-
-def test_c3_is_inconclusive_when_above_the_base_only_within_noise():
-    big = {0: 0.03, 1: -0.03, 2: 0.0}
-    def acc(s, b, i, r):
-        return 0.61 + big[s] if (b, i, r) == (1, "mean", "thawed") else 0.55
-    v, n = verdict(make_runs(acc, seeds=SEED3), "C3")
-    assert v == "inconclusive" and n["above"] == 1 and n["exceeding"] == 0
-
-
-# ----------------------------------------------------------------------------- C4
-
-def stn_e99(s, b, i, r):
-    return 2 if i == "stn" else 5
-
-
-def test_c4_holds_when_stn_is_faster_and_never_above_the_base():
-    t = make_runs(lambda s, b, i, r: 0.58 + NOISE[s], e99=stn_e99, seeds=SEED3)
-    v, n = verdict(t, "C4")
-    assert v == "holds"
-    assert n["verdict_a"] == "holds" and n["verdict_b"] == "holds"
-    assert n["mean_diff"] == pytest.approx(-3.0) and n["stn_faster"] == 30
-
-
-def test_c4_fails_when_stn_is_slower_even_with_one_seed():
-    t = make_runs(lambda s, b, i, r: 0.58, e99=lambda s, b, i, r: 6 if i == "stn" else 4)
-    v, n = verdict(t, "C4")
-    assert v == "does not hold" and n["verdict_a"] == "does not hold"
-    assert n["mean_diff"] == pytest.approx(2.0)
-
-
-def test_c4_fails_when_an_stn_model_exceeds_the_base():
-    def acc(s, b, i, r):
-        return 0.65 + 0.2 * NOISE[s] if (b, i, r) == (4, "stn", "thawed") else 0.58
-    v, n = verdict(make_runs(acc, e99=stn_e99, seeds=SEED3), "C4")
-    assert v == "does not hold"
-    assert n["verdict_a"] == "holds" and n["verdict_b"] == "does not hold" and n["stn_exceeding"] == 1
-
-
-def test_c4_is_inconclusive_with_one_seed_when_stn_is_faster():
-    v, n = verdict(make_runs(lambda s, b, i, r: 0.58, e99=stn_e99), "C4")
-    assert v == "inconclusive"
-    assert n["verdict_a"] == "holds" and n["verdict_b"] == "inconclusive"
-
-
-def test_c4_faster_part_uses_only_untied_pairs():
-    # STN ties RW/MW everywhere except in 3 pairs: too few for the sign test
-    def e99(s, b, i, r):
-        return 3 if i == "stn" and b <= 3 and r == "thawed" else 4
-    _, n = verdict(make_runs(lambda s, b, i, r: 0.58, e99=e99), "C4")
-    assert n["nonzero"] == 3 and n["verdict_a"] == "inconclusive"
-
-
-# ----------------------------------------------------------------------------- claims table
-
-def test_claims_rows_caveats_and_the_combined_row():
-    good = make_runs(lambda s, b, i, r: 0.60 if r == "thawed" else 0.50)
-    bad = make_runs(lambda s, b, i, r: 0.60, dataset="mnist")
-    c = report.claims(pd.concat([good, bad], ignore_index=True))
-    assert list(c.columns) == ["claim", "dataset", "statement", "verdict", "summary", "numbers", "seeds",
-                               "networks", "caveat"]
-    assert len(c) == 4 * 3
-    c2 = c[c["claim"] == "C2"].set_index("dataset")["verdict"]
-    assert c2["cifar10"] == "holds" and c2["mnist"] == "does not hold" and c2["all"] == "does not hold"
-    assert set(c["verdict"]) <= set(report.VERDICTS)
-    cav = c[(c["claim"] == "C1") & (c["dataset"] == "cifar10")]["caveat"].iloc[0]
-    assert "1 seed" in cav and "width 0.25 vs 1" in cav and "32 vs 224 px" in cav
-    assert "partial grid" not in cav
-
-
-def test_claims_caveat_names_a_partial_grid():
-    t = make_runs(lambda s, b, i, r: 0.6, drop=[(5, "stn", "frozen")])
-    cav = report.claims(t)["caveat"].iloc[0]
-    assert "partial grid: 30 of 31 networks" in cav
-
-
-def test_claims_refuses_a_table_without_accuracy():
-    with pytest.raises(ValueError, match="max_test_acc"):
-        report.claims(pd.DataFrame({"dataset": ["mnist"], "seed": [0]}))
-    with pytest.raises(ValueError, match="alpha"):
-        report.claims(make_runs(lambda s, b, i, r: 0.6), alpha=1.5)
 
 
 def test_tidy_tables_by_hand():
@@ -506,22 +298,5 @@ def test_smoke_grid_slice_end_to_end(tmp_path):
     res = report.load("smoke", tmp_path / "res")
     assert len(res.runs) == 3 and (res.runs["max_test_acc"] > 0.3).all()   # MNIST after 6 epochs
     assert len(res.metrics) == 6 + 1 + 1
-    assert set(report.claims(res.runs)["verdict"]) <= set(report.VERDICTS)
+    assert set(check_claims(res.runs).verdicts["verdict"]) <= set(VERDICTS)
     assert folder.is_dir()
-
-
-def test_c4_all_ties_are_inconclusive_not_a_failure():
-    # one epoch after compression: every network reaches 99% of its max at epoch 1
-    v, n = verdict(make_runs(lambda s, b, i, r: 0.58, e99=lambda s, b, i, r: 1, seeds=SEED3), "C4")
-    assert n["nonzero"] == 0 and n["verdict_a"] == "inconclusive" and v == "inconclusive"
-
-
-def test_caveat_names_an_unconverged_base():
-    t = make_runs(lambda s, b, i, r: 0.62)
-    t["epochs"] = np.where(t["block"] == 0, 20, 6)
-    t["epoch_of_max"] = np.where(t["block"] == 0, 20, 3)      # the base peaked at its last epoch
-    c = report.claims(t).set_index("claim")["caveat"]
-    assert "still improving" in c["C3"] and "6 epochs more" in c["C3"] and "still improving" in c["C4"]
-    assert "still improving" not in c["C1"]
-    t["epoch_of_max"] = np.where(t["block"] == 0, 12, 3)
-    assert "still improving" not in report.claims(t).set_index("claim")["caveat"]["C3"]

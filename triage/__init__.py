@@ -20,4 +20,6 @@ from .data import (DATASETS, DataError, DatasetSpec, spec, load_split, get_loade
 from .experiments import (PROFILES, TABLE1, TABLE2, Profile, HParams, RunConfig,  # noqa: E402
                           ConfigError, RunStore, make_config, run, load_model, build_model)
 from .grid import expand_grid, run_grid, results_table, grid_status, status_counts  # noqa: E402
+from .claims import (CLAIMS, VERDICTS, ClaimsReport, check_claims, collapsed_networks,  # noqa: E402
+                     cka_bases, fig3_cka, plot_claim)
 from . import autopsy, critical, grid, plots, report  # noqa: E402  (analyses of the other two papers; the grid)

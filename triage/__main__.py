@@ -41,6 +41,15 @@ def _add_run_args(p):
     p.add_argument("--data-root", default=None, help="data folder (default: $TRIAGE_DATA, ./data, ../shared/data)")
     p.add_argument("--out", default=None, help="runs folder (default: $TRIAGE_RUNS or ./runs)")
     p.add_argument("--run-dir", default=None, help="write this run to exactly this folder")
+    p.add_argument("--results", default=None,
+                   help="export the finished run here (default: results/triage for the checkout's own runs/)")
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help="share of the training images held out for validation, in (0, 0.5]")
+    p.add_argument("--stopping", default=None, help="fixed | plateau (stop at the lr floor once "
+                   "validation accuracy stops improving; --epochs is then the cap)")
+    p.add_argument("--child-lr", default=None, help="initial (a fresh SGD at --lr) | continue (the base's final lr)")
+    p.add_argument("--control", action="store_true",
+                   help="the continued base: the trained base trained again with the children's schedule")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -57,19 +66,24 @@ def main(argv=None) -> int:
     grid_commands = grid.add_commands(sub)
     from . import report  # `export` of stored runs for the book
     report_commands = report.add_commands(sub)
+    from . import explorer  # `explore`: the widget explorer served by Voilà
+    explore_commands = explorer.add_commands(sub)
     args = parser.parse_args(argv)
     if args.command in grid_commands:
         return grid.main(args)
     if args.command in report_commands:
         return report.main(args)
+    if args.command in explore_commands:
+        return explorer.main(args)
 
     try:
         if args.command == "run":
             cfg = make_config(args.dataset, args.block, args.init, args.regime, args.profile, args.seed,
                               epochs=args.epochs, stn_epochs=args.stn_epochs, width=args.width,
                               resolution=args.resolution, batch_size=args.batch_size, lr=args.lr,
-                              precision=args.precision)
-            store = RunStore(args.out) if args.out else RunStore()
+                              precision=args.precision, control=args.control,
+                              val_fraction=args.val_fraction, stopping=args.stopping, child_lr=args.child_lr)
+            store = RunStore(args.out, **({"results": args.results} if args.results else {}))
             run(cfg, store, data_root=args.data_root, device=args.device,
                 progress=not args.no_progress, run_dir=args.run_dir,
                 log=lambda m: print(m, file=sys.stderr))

@@ -36,10 +36,17 @@ the ``ceil(ratio * filters)`` filters of largest score (``ratio`` 0.1 keeps the
 paper's 52 of 512), remove the others physically (their conv output channels
 and BN entries, and the next conv's -- or the classifier's -- matching inputs),
 set the logit biases to zero and do not retrain. Decision rule for
-"positive" in the one-vs-all evaluation: the distilled network of class ``c``
-says "c" when ``z_c`` is the largest of its logits (``argmax``; the paper does
-not state its rule, and with zero biases this is the natural reading of
-"respond to the chosen class and reject all other classes").
+"positive" in the one-vs-all evaluation (the paper does not state its rule):
+``argmax``, the distilled network of class ``c`` says "c" when ``z_c`` is
+strictly larger than every other logit (ties count as "not c", so a network
+whose logits are all equal never says "c"); or ``positive_logit``, ``z_c > 0``,
+the one-logit reading of "respond to the chosen class and reject all other
+classes" that zeroed biases suggest. Every rate table carries the balanced
+accuracy ``(TP + 1 - FP) / 2`` and a ``collapsed`` flag (``|TP - FP| <=``
+:data:`COLLAPSE_TOL`): a detector whose answer does not depend on the class --
+"always c" has TP = FP = 1 -- is never a result. Both rules side by side, ROC
+curves, thresholds chosen on validation images, calibration after distillation
+and the exclusiveness of the kept filter sets are in :mod:`triage.critical_eval`.
 
     >>> from triage import critical
     >>> maps = critical.class_maps(model, train_loader)                 # doctest: +SKIP
@@ -69,7 +76,7 @@ from .models import VGG, conv_layers
 
 __all__ = [
     "PAPER_TABLE1", "PAPER_MEAN_TP", "PAPER_MEAN_FP", "PAPER_SIZE_MB", "PAPER_RATIO",
-    "PAPER_LAYERS", "RULES", "Unit", "conv_units", "resolve_layers", "paper_name", "ClassMaps",
+    "PAPER_LAYERS", "RULES", "COLLAPSE_TOL", "Unit", "conv_units", "resolve_layers", "paper_name", "ClassMaps",
     "class_maps", "layer_differentiation", "top_filters", "fig2_summary", "AMResult", "activation_maximisation",
     "last_conv_layers", "select_filters", "distill", "mask_filters", "distill_class",
     "model_size", "distilled_size", "one_vs_all", "distillation_table", "ratio_sweep",
@@ -89,6 +96,9 @@ PAPER_RATIO = 0.1       # Sec. 3: "52 filters out of 512" (ceil(0.1 * 512) = 52)
 PAPER_LAYERS = 6        # Sec. 3: the last six conv layers are distilled
 
 RULES = ("argmax", "positive_logit")
+# A one-vs-all detector with |TP - FP| at most this is flagged ``collapsed``: its answer barely
+# depends on the class (balanced accuracy within 0.025 of chance), e.g. "always c" (TP = FP = 1).
+COLLAPSE_TOL = 0.05
 
 
 # ----------------------------------------------------------------------------- units and names
@@ -846,7 +856,7 @@ def distill(model: VGG, kept: Mapping[str, Sequence[int]], *, zero_logit_bias: b
     kept = _check_kept(model, kept)
     out = copy.deepcopy(model)
     prev = None  # kept output channels of the previous conv (None: all)
-    cfg, block_cfg = [], {}
+    block_cfg = {}
     with torch.no_grad():
         for name, u in conv_units(out).items():
             keep_out, keep_in = kept.get(name), prev
@@ -964,18 +974,42 @@ def _logits(model: nn.Module, loader, max_batches=None) -> tuple[torch.Tensor, t
     return torch.cat(zs), torch.cat(ys)
 
 
-def _rates(z: torch.Tensor, y: torch.Tensor, c: int, rule: str) -> dict:
-    """One-vs-all TP/FP rates of class ``c`` from logits ``z`` and labels ``y``."""
+def _check_rule(rule) -> str:
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    return rule
+
+
+def _says_c(z: torch.Tensor, c: int, rule: str) -> torch.Tensor:
+    """Boolean (N,): the images a detector of class ``c`` calls positive under ``rule``.
+
+    ``argmax`` is strict: ``z_c`` above every other logit. A tie (e.g. all logits 0 once
+    every path but one is cut) is "not c", so ties never make a detector look good.
+    """
+    _check_rule(rule)
     if not 0 <= c < z.shape[1]:
         raise ValueError(f"class index {c} is out of range: the model has {z.shape[1]} classes")
-    pos = z.argmax(1) == c if rule == "argmax" else z[:, c] > 0
-    is_c = y == c
+    if rule == "positive_logit":
+        return z[:, c] > 0
+    others = torch.cat([z[:, :c], z[:, c + 1:]], 1)
+    return z[:, c] > others.max(1).values if others.shape[1] else torch.ones(len(z), dtype=torch.bool)
+
+
+def _tp_fp(pos: torch.Tensor, is_c: torch.Tensor) -> dict:
+    """TP, FP, balanced accuracy and the collapse flag of one detector's answers."""
     n_pos, n_neg = int(is_c.sum()), int((~is_c).sum())
-    return {"tp": float(pos[is_c].float().mean()) if n_pos else float("nan"),
-            "fp": float(pos[~is_c].float().mean()) if n_neg else float("nan"),
-            "auc": _auc(z[:, c], is_c), "n_pos": n_pos, "n_neg": n_neg}
+    tp = float(pos[is_c].float().mean()) if n_pos else float("nan")
+    fp = float(pos[~is_c].float().mean()) if n_neg else float("nan")
+    return {"tp": tp, "fp": fp, "balanced": (tp + 1 - fp) / 2, "collapsed": bool(abs(tp - fp) <= COLLAPSE_TOL)}
+
+
+def _rates(z: torch.Tensor, y: torch.Tensor, c: int, rule: str) -> dict:
+    """One-vs-all TP/FP rates (with balanced accuracy, collapse flag, AUC) of class ``c``
+    from logits ``z`` and labels ``y``."""
+    pos = _says_c(z, c, rule)
+    is_c = y == c
+    return {**_tp_fp(pos, is_c), "auc": _auc(z[:, c], is_c), "n_pos": int(is_c.sum()),
+            "n_neg": int((~is_c).sum())}
 
 
 def _auc(score: torch.Tensor, positive: torch.Tensor) -> float:
@@ -1042,19 +1076,19 @@ def one_vs_all(model: nn.Module, loader, cls: int, *, rule: str = "argmax",
                max_batches: int | None = None) -> dict:
     """One-vs-all TP and FP rates of ``model`` as a detector of class ``cls`` (Table 1).
 
-    A test image counts as "positive" when ``z_cls`` is the largest logit
-    (``rule='argmax'``, our reading of the paper) or when ``z_cls > 0``
-    (``rule='positive_logit'``, the alternative with the zeroed biases). TP rate =
+    A test image counts as "positive" when ``z_cls`` is strictly the largest logit
+    (``rule='argmax'``; ties are negative) or when ``z_cls > 0``
+    (``rule='positive_logit'``, the one-logit reading with the zeroed biases). TP rate =
     positives among the images of class ``cls``; FP rate = positives among all
-    others. ``auc`` is the ROC AUC of ``z_cls`` for class ``cls`` against the rest:
-    how well the logit separates the classes whatever the threshold, i.e.
-    independently of the decision rule.
+    others; ``balanced`` = (TP + 1 - FP) / 2; ``collapsed``: |TP - FP| <=
+    :data:`COLLAPSE_TOL`, a detector whose answer does not depend on the class. ``auc``
+    is the ROC AUC of ``z_cls`` for class ``cls`` against the rest: how well the logit
+    separates the classes whatever the threshold, i.e. independently of the decision rule.
 
     Returns:
-        ``{'tp', 'fp', 'auc', 'n_pos', 'n_neg'}``.
+        ``{'tp', 'fp', 'balanced', 'collapsed', 'auc', 'n_pos', 'n_neg'}``.
     """
-    if rule not in RULES:
-        raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    _check_rule(rule)
     if isinstance(cls, bool) or not isinstance(cls, (int, np.integer)):
         raise ValueError(f"cls must be a class index here, got {cls!r} (ClassMaps.class_index maps names)")
     z, y = _logits(model, loader, max_batches)
@@ -1080,10 +1114,11 @@ def distillation_table(model: VGG, maps: ClassMaps, loader, ratio: float = PAPER
     Returns:
         One row per class: ``class``, ``class_name``, ``ratio``, ``kept`` (filters kept
         in the last distilled layer, e.g. ``52/512``), ``params``, ``mb``, ``tp``, ``fp``,
-        ``auc`` (distilled; see :func:`one_vs_all`), ``base_tp``, ``base_fp``, ``base_auc``
+        ``balanced``, ``collapsed``, ``auc`` (distilled; see :func:`one_vs_all`), ``base_tp``, ``base_fp``, ``base_auc``
         (the original network, same rule, with its biases), ``n_pos``, ``n_neg``.
     """
     ratio = _check_ratio(ratio)
+    _check_rule(rule)
     if not isinstance(model, VGG):
         raise TypeError(f"distillation needs a triage VGG, got {type(model).__name__}")
     cls_idx = (list(range(len(maps.classes))) if classes is None
@@ -1103,8 +1138,8 @@ def distillation_table(model: VGG, maps: ClassMaps, loader, ratio: float = PAPER
                      "kept": f"{len(kept[last])}/{conv_units(model)[last].filters}", **model_size(small),
                      **_rates(ev.logits(small), y0, c, rule), "base_tp": base["tp"], "base_fp": base["fp"],
                      "base_auc": base["auc"]})
-    cols = ["class", "class_name", "ratio", "kept", "params", "mb", "tp", "fp", "auc", "base_tp", "base_fp",
-            "base_auc", "n_pos", "n_neg"]
+    cols = ["class", "class_name", "ratio", "kept", "params", "mb", "tp", "fp", "balanced", "collapsed", "auc",
+            "base_tp", "base_fp", "base_auc", "n_pos", "n_neg"]
     return pd.DataFrame(rows)[cols]
 
 
@@ -1205,7 +1240,7 @@ def analyse(model: VGG, train_loader, test_loader, *, class_names: Sequence[str]
 
 # ----------------------------------------------------------------------------- stored results
 _RESULT_TABLES = ("table", "sweep", "layer_std", "maps")
-_RESULTS_FORMAT = 2  # bump when the stored tables change, so that older results are recomputed
+_RESULTS_FORMAT = 3  # bump when the stored tables change, so that older results are recomputed
 
 
 def analyse_run(cfg, *, store=None, results_dir="results/critical", layer: str = "Conv5_1",
@@ -1230,7 +1265,8 @@ def analyse_run(cfg, *, store=None, results_dir="results/critical", layer: str =
         results_dir: root of the stored results.
         layer: the layer whose maps are kept (Fig. 2's Conv5_1).
         ratio, ratios, rule, map_batches, test_batches: as in :func:`analyse`.
-        batch_size: loader batch size (changes nothing but speed and memory).
+        batch_size: loader batch size. With ``map_batches``/``test_batches`` it sets how many
+            images are used, so it is part of the results' key.
         recompute: ignore stored results.
         device: where the model and data live.
         data_root: data root for the loaders.
@@ -1249,14 +1285,16 @@ def analyse_run(cfg, *, store=None, results_dir="results/critical", layer: str =
 
     from . import __version__
     from .data import get_loaders
-    from .experiments import RunStore, load_model, run
+    from .experiments import RunStore, atomic_write_json, load_model, run
 
     ratio = _check_ratio(ratio)
     ratios = sorted({_check_ratio(r) for r in ratios} | {ratio})
-    if rule not in RULES:
-        raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    _check_rule(rule)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    # map_batches/test_batches count batches: the batch size decides how many images they are
     params = {"layer": layer, "ratio": ratio, "ratios": ratios, "rule": rule, "map_batches": map_batches,
-              "test_batches": test_batches, "format": _RESULTS_FORMAT}
+              "test_batches": test_batches, "batch_size": batch_size, "format": _RESULTS_FORMAT}
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
     out = Path(results_dir) / cfg.profile / cfg.dataset / f"{cfg.name}-{cfg.key()}" / key
     if not recompute and (out / "critical.json").is_file() and all(
@@ -1282,7 +1320,8 @@ def analyse_run(cfg, *, store=None, results_dir="results/critical", layer: str =
     for t in ("table", "sweep", "layer_std"):
         res[t].to_csv(out / f"{t}.csv", index=False)
     res["maps"].to_csv(out / "maps.csv")
-    (out / "critical.json").write_text(json.dumps(res["meta"], indent=2, sort_keys=True, default=str) + "\n")
+    # the marker that the folder is complete: written last, whole or not at all
+    atomic_write_json(out / "critical.json", json.loads(json.dumps(res["meta"], default=str)))
     res["meta"]["source"] = "computed now"
     return res
 

@@ -29,14 +29,15 @@ import torch.nn.functional as F
 
 __all__ = [
     "DATASETS", "DataError", "DatasetSpec", "spec", "resolve_root", "load_split",
-    "channel_stats", "stratified_subset", "DeviceLoader", "get_loaders", "download",
+    "channel_stats", "stratified_subset", "validation_split", "DeviceLoader", "get_loaders",
+    "get_split_loaders", "download",
 ]
 
 DATASETS = ("mnist", "cifar10", "cifar100", "stanford_dogs")
 SPLITS = ("train", "test")
 
 # Bump when a decoder changes its output, so stale on-disk caches are ignored.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _DOGS_URL = "http://vision.stanford.edu/aditya86/ImageNetDogs/"
 _DOGS_NOTE = ("Stanford Dogs images are 64x64 crops of the dog bounding boxes (third-party "
               "crops, contrast-stretched, JPEG q75; shared/data MANIFEST section 4), not the "
@@ -141,7 +142,7 @@ _LAYOUTS = {
     # accepted at the root itself or under stanford-dogs/.
     "stanford_dogs": [("jpeg", ".", lambda s: [f"lists/{s}_list.mat", "Images/"]),
                       ("jpeg", "stanford-dogs", lambda s: [f"lists/{s}_list.mat", "Images/"]),
-                      ("dct", "stanford-dogs", lambda s: [f"{s}.npz"])],
+                      ("crops", "stanford-dogs", lambda s: [f"{s}.txt", f"{s}/"])],
 }
 
 _HOWTO = {
@@ -286,135 +287,36 @@ def _decode_cifar_npz(files):
     return x, y.astype(np.int64)
 
 
-# Stanford Dogs DCT npz (MANIFEST section 4.2): the quantized DCT coefficients of the source
-# JPEGs. The decoder reproduces libjpeg-turbo (Pillow) exactly: "islow" integer IDCT
-# (jidctint.c), "fancy" h2v2 chroma upsampling (jdsample.c), YCbCr->RGB tables (jdcolor.c).
-# Ported from shared/data/verify.py (decode_dogs); tests check it equals that decoder.
-_ZIGZAG = np.array([  # zigzag index -> natural (row-major 8x8) index
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34,
-    27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
-    58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63])
-_GRIDS = ((0, 64, 8), (64, 80, 4), (80, 96, 4))  # blocks: 64 Y (8x8 grid), 16 Cb, 16 Cr (4x4)
-# idct range-limit table of libjpeg (sample_range_limit + CENTERJSAMPLE, masked to 10 bits)
-_RANGE_LIMIT = np.concatenate([np.arange(128, 256), np.full(384, 255), np.zeros(384),
-                               np.arange(0, 128)]).astype(np.uint8)
+def _decode_dogs_crops(files):
+    """The shared 64x64 box crops (MANIFEST section 4): JPEG files in ImageFolder layout.
 
-
-def _dogs_coefficients(z) -> np.ndarray:
-    """Dogs npz arrays -> int16 (64 zigzag, 96 blocks, N) quantized coefficients, DC absolute."""
-    eob = z["eob"]
-    nb, n = eob.shape
-    ac = z["ac"].astype(np.int16)
-    ac[z["ac_fix_pos"]] = z["ac_fix_val"]  # the few values outside int8
-    # The ac stream is coefficient-major (k = 1..63, then block, then image), holding (k, b, i)
-    # whenever eob[b, i] >= k: exactly C-order boolean indexing with this mask.
-    mask = eob[None] > np.arange(63, dtype=np.uint8)[:, None, None]
-    if np.count_nonzero(mask) != ac.size:
-        raise ValueError("Stanford Dogs npz: ac stream length does not match eob")
-    coef = np.zeros((64, nb, n), np.int16)
-    coef[1:][mask] = ac
-    r = z["dc"].astype(np.int32).ravel()
-    r[z["dc_fix_pos"]] = z["dc_fix_val"]
-    r = r.reshape(nb, n)
-    for s, e, g in _GRIDS:  # DC is a 2-D difference over each component's block grid
-        coef[0, s:e] = np.cumsum(np.cumsum(r[s:e].reshape(g, g, n), axis=0), axis=1).reshape(e - s, n)
-    return coef
-
-
-def _fix(v: float, bits: int) -> int:
-    return int(v * (1 << bits) + 0.5)
-
-
-def _idct_1d(x, shift):
-    """jidctint.c 1-D pass along axis -2 of int64 (..., 8, 8); CONST_BITS = 13."""
-    x0, x1, x2, x3, x4, x5, x6, x7 = (x[..., i, :] for i in range(8))
-    z1 = (x2 + x6) * _fix(0.541196100, 13)
-    t2 = z1 - x6 * _fix(1.847759065, 13)
-    t3 = z1 + x2 * _fix(0.765366865, 13)
-    t0 = (x0 + x4) << 13
-    t1 = (x0 - x4) << 13
-    t10, t13, t11, t12 = t0 + t3, t0 - t3, t1 + t2, t1 - t2
-    z5 = (x7 + x3 + x5 + x1) * _fix(1.175875602, 13)
-    z1 = -(x7 + x1) * _fix(0.899976223, 13)
-    z2 = -(x5 + x3) * _fix(2.562915447, 13)
-    z3 = z5 - (x7 + x3) * _fix(1.961570560, 13)
-    z4 = z5 - (x5 + x1) * _fix(0.390180644, 13)
-    o0 = x7 * _fix(0.298631336, 13) + z1 + z3
-    o1 = x5 * _fix(2.053119869, 13) + z2 + z4
-    o2 = x3 * _fix(3.072711026, 13) + z2 + z3
-    o3 = x1 * _fix(1.501321110, 13) + z1 + z4
-    r = 1 << (shift - 1)
-    return np.stack([(v + r) >> shift for v in (t10 + o3, t11 + o2, t12 + o1, t13 + o0,
-                                                 t13 - o0, t12 - o1, t11 - o2, t10 - o3)], axis=-2)
-
-
-def _idct_islow(c):
-    """int64 (..., 8, 8) dequantized coefficients (natural order) -> uint8 samples."""
-    ws = _idct_1d(c, 11)                                                # pass 1: columns
-    out = np.swapaxes(_idct_1d(np.swapaxes(ws, -1, -2), 18), -1, -2)    # pass 2: rows
-    return _RANGE_LIMIT[out & 1023]
-
-
-def _upsample_h2v2(c):
-    """uint8 (N, h, w) chroma -> int32 (N, 2h, 2w), jdsample.c h2v2_fancy_upsample."""
-    c = c.astype(np.int32)
-    out = np.empty((c.shape[0], 2 * c.shape[1], 2 * c.shape[2]), np.int32)
-    above = np.concatenate([c[:, :1], c[:, :-1]], 1)   # edge rows replicated
-    below = np.concatenate([c[:, 1:], c[:, -1:]], 1)
-    for v, other in ((0, above), (1, below)):
-        s = 3 * c + other
-        prev = np.concatenate([s[:, :, :1], s[:, :, :-1]], 2)
-        nxt = np.concatenate([s[:, :, 1:], s[:, :, -1:]], 2)
-        even = (3 * s + prev + 8) >> 4
-        odd = (3 * s + nxt + 7) >> 4
-        even[:, :, 0] = (4 * s[:, :, 0] + 8) >> 4
-        odd[:, :, -1] = (4 * s[:, :, -1] + 7) >> 4
-        out[:, v::2, 0::2] = even
-        out[:, v::2, 1::2] = odd
-    return out
-
-
-_T = np.arange(256, dtype=np.int64) - 128  # jdcolor.c tables, SCALEBITS = 16
-_CR_R = (_fix(1.40200, 16) * _T + 32768) >> 16
-_CB_B = (_fix(1.77200, 16) * _T + 32768) >> 16
-_CB_G = -_fix(0.34414, 16) * _T + 32768
-_CR_G = -_fix(0.71414, 16) * _T
-
-
-def _ycc_to_rgb(y, cb, cr):
-    """(N, H, W) Y, Cb, Cr -> uint8 (N, 3, H, W) RGB, jdcolor.c ycc_rgb_convert."""
-    y = y.astype(np.int64)
-    rgb = np.stack([y + _CR_R[cr], y + ((_CB_G[cb] + _CR_G[cr]) >> 16), y + _CB_B[cb]], axis=1)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
-
-
-def _decode_dogs_arrays(z, chunk: int = 500) -> np.ndarray:
-    """Arrays of one Stanford Dogs DCT npz -> uint8 (N, 3, 64, 64) RGB, equal to Pillow."""
-    coef = _dogs_coefficients(z)
-    qt = z["qt"].astype(np.int64)                              # (2, 64), zigzag order
-    q = np.concatenate([np.repeat(qt[:1], 64, 0), np.repeat(qt[1:], 32, 0)])  # (96 blocks, 64)
-    n = coef.shape[2]
-    x = np.empty((n, 3, 64, 64), np.uint8)
-    for i in range(0, n, chunk):  # chunks bound the int64 IDCT temporaries (~25 MB each)
-        c = coef[:, :, i:i + chunk].transpose(2, 1, 0)          # (m, 96, 64 zigzag)
-        m = c.shape[0]
-        nat = np.empty(c.shape, np.int64)
-        nat[:, :, _ZIGZAG] = c * q
-        s = _idct_islow(nat.reshape(m, 96, 8, 8))
-        y, cb, cr = (s[:, a:b].reshape(m, g, g, 8, 8).transpose(0, 1, 3, 2, 4).reshape(m, 8 * g, 8 * g)
-                     for a, b, g in _GRIDS)
-        x[i:i + m] = _ycc_to_rgb(y, _upsample_h2v2(cb), _upsample_h2v2(cr))
-    return x
-
-
-def _decode_dogs_npz(files):
-    with np.load(files[0], allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    return _decode_dogs_arrays(arrays), arrays["y"].astype(np.int64)
+    ``files`` is (``{split}.txt``, ``{split}/``): the list gives the official order, one
+    ``<wnid>-<breed>/<id>.jpg`` a line; the label is the index of the folder among the
+    sorted folders (sorted wnids: the official label minus 1). Pillow decodes each file;
+    these are exactly the pixels verify.py checks.
+    """
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise ImportError("reading the Stanford Dogs JPEG crops needs pillow: pip install pillow") from e
+    listing, folder = files
+    names = [ln.strip() for ln in listing.read_text().splitlines() if ln.strip()]
+    classes = {c: i for i, c in enumerate(sorted({n.split("/")[0] for n in names}))}
+    if len(classes) != 120:
+        raise ValueError(f"{listing.name} names {len(classes)} breed folders, expected 120")
+    x = np.empty((len(names), 3, 64, 64), np.uint8)
+    for i, rel in enumerate(names):
+        with Image.open(folder / rel) as im:
+            a = np.asarray(im.convert("RGB"))
+        if a.shape != (64, 64, 3):
+            raise ValueError(f"{rel} is {a.shape[1]}x{a.shape[0]}, expected 64x64")
+        x[i] = a.transpose(2, 0, 1)
+    y = np.array([classes[n.split("/")[0]] for n in names], np.int64)
+    return x, y
 
 
 def _decode_dogs_jpeg(files):
-    """Official download -> 64x64 crops like the shared npz (minus its contrast stretch).
+    """Official download -> 64x64 crops like the shared JPEG crops (minus their contrast stretch).
 
     Each photo is decoded with Pillow, cropped to the first <object> box of its
     Annotation file when that file exists (else kept whole), and resized to 64x64
@@ -446,7 +348,7 @@ def _decode_dogs_jpeg(files):
 
 
 _DECODERS = {"idx": _decode_mnist, "pickle": _decode_cifar_pickle, "npz": _decode_cifar_npz,
-             "dct": _decode_dogs_npz, "jpeg": _decode_dogs_jpeg}
+             "crops": _decode_dogs_crops, "jpeg": _decode_dogs_jpeg}
 
 # ----------------------------------------------------------------------------- caching
 _MEMO: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}   # cache key -> (x, y), this process
@@ -529,8 +431,8 @@ def load_split(name: str, split: str, root=None) -> tuple[torch.Tensor, torch.Te
     ``MNIST/raw/*-ubyte[.gz]``; ``cifar-10-batches-py/`` or ``cifar-10/{split}.npz``;
     ``cifar-100-python/`` or ``cifar-100/{split}.npz`` (fine labels);
     ``Images/`` + ``lists/{split}_list.mat`` (+ ``Annotation/``) or
-    ``stanford-dogs/{split}.npz``. MNIST is zero-padded to 32x32. Stanford Dogs is
-    64x64 from both sources: the shared npz holds 64x64 bounding-box crops, and
+    ``stanford-dogs/{split}.txt`` + ``stanford-dogs/{split}/`` (JPEG crops). MNIST is zero-padded
+    to 32x32. Stanford Dogs is 64x64 from both sources: the shared files are 64x64 bounding-box crops, and
     official photos are cropped to their first box and resized to 64x64.
 
     Args:
@@ -639,6 +541,39 @@ def stratified_subset(y: torch.Tensor, per_class: int | None, seed: int) -> torc
     return torch.sort(order[rank < per_class]).values
 
 
+def validation_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hold out ``fraction`` of every class as validation: (train indices, val indices), sorted.
+
+    Stratified and fixed by ``seed`` (each class keeps ``round(fraction * n_c)`` images for
+    validation, at least one), so a data set and seed always get the same split, whatever
+    network trains on it. The generator is offset from the one of :func:`stratified_subset`
+    so that the two draws are independent.
+
+    Args:
+        y: int64 labels (N,) of the training images.
+        fraction: share held out, in (0, 0.5].
+        seed: the run's seed.
+
+    Example:
+        >>> tr, va = validation_split(torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]), 0.25, seed=0)
+        >>> len(tr), len(va)
+        (6, 2)
+    """
+    if not 0 < fraction <= 0.5:
+        raise ValueError(f"validation fraction must be in (0, 0.5], got {fraction}")
+    y = torch.as_tensor(y).cpu().long()
+    g = torch.Generator().manual_seed(10_007 + seed)
+    order = torch.randperm(len(y), generator=g)
+    order = order[torch.argsort(y[order], stable=True)]
+    counts = torch.bincount(y)
+    starts = torch.cumsum(counts, 0) - counts
+    n_val = torch.clamp(torch.round(counts.double() * fraction).long(), min=1)
+    n_val = torch.where(counts > 1, n_val, torch.zeros_like(n_val))    # a singleton class stays in train
+    rank = torch.arange(len(y)) - starts[y[order]]
+    is_val = rank < n_val[y[order]]
+    return torch.sort(order[~is_val]).values, torch.sort(order[is_val]).values
+
+
 class DeviceLoader:
     """Batches device-resident uint8 images; augmentation and normalisation run per batch on the device.
 
@@ -705,17 +640,42 @@ class DeviceLoader:
         """Make the next iteration use the shuffle and flips of `epoch`."""
         self.epoch = epoch
 
-    def __iter__(self):
-        n, b, dev = self.dataset_size, self.batch_size, self.device
+    def _draws(self):
+        """(order, flips) of this epoch's pass (None for an eval loader), then advance the epoch.
+
+        A CPU generator seeded with ``seed + epoch`` gives the same order on every device;
+        :class:`triage.train.CachedFeatures` replays these draws over cached features.
+        """
         order = flips = None
         if self.train:
-            # A CPU generator gives the same order on every device.
+            n, dev = self.dataset_size, self.device
             g = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(n, generator=g).to(dev)
             if self.flip:
                 flips = (torch.rand(n, generator=g) < 0.5).to(dev)
         self.epoch += 1
-        resize = self.resolution is not None and self.resolution != self.x.shape[-1]
+        return order, flips
+
+    def _prepare(self, xb: torch.Tensor) -> torch.Tensor:
+        """uint8 batch -> normalised float (resized, channels_last as configured)."""
+        xb = torch.addcmul(self._shift, xb.float(), self._scale)
+        if self.resolution is not None and self.resolution != self.x.shape[-1]:
+            xb = F.interpolate(xb, size=(self.resolution, self.resolution), mode="bilinear",
+                               align_corners=False)
+        if self.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        return xb
+
+    def fixed_batches(self, flipped: bool = False, batch_size: int | None = None):
+        """Every image in index order, all mirrored or none, normalised (no shuffle, no labels)."""
+        b = batch_size or self.batch_size
+        for i in range(0, self.dataset_size, b):
+            xb = self.x[i:i + b]
+            yield self._prepare(xb.flip(3) if flipped else xb)
+
+    def __iter__(self):
+        n, b = self.dataset_size, self.batch_size
+        order, flips = self._draws()
         for i in range(len(self)):
             sl = slice(i * b, min(i * b + b, n))
             if order is None:
@@ -725,13 +685,7 @@ class DeviceLoader:
                 xb, yb = self.x[idx], self.y[idx]
             if flips is not None:
                 xb = torch.where(flips[sl].view(-1, 1, 1, 1), xb.flip(3), xb)
-            xb = torch.addcmul(self._shift, xb.float(), self._scale)
-            if resize:
-                xb = F.interpolate(xb, size=(self.resolution, self.resolution), mode="bilinear",
-                                   align_corners=False)
-            if self.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            yield xb, yb
+            yield self._prepare(xb), yb
 
 
 def get_loaders(name: str, *, root=None, batch_size: int = 128, device="cpu",
@@ -775,6 +729,39 @@ def get_loaders(name: str, *, root=None, batch_size: int = 128, device="cpu",
     return loaders[0], loaders[1], sp
 
 
+def get_split_loaders(name: str, *, root=None, batch_size: int = 128, device="cpu",
+                      train_per_class: int | None = None, test_per_class: int | None = None,
+                      val_fraction: float = 0.0, seed: int = 0, resolution: int | None = None,
+                      flip: bool = True, channels_last: bool = False):
+    """Train, validation and test loaders: the protocol that selects on validation data.
+
+    The training subset (``train_per_class``, or all) is split by :func:`validation_split`;
+    the validation loader neither shuffles nor flips. ``val_fraction=0`` gives no
+    validation loader (None), as :func:`get_loaders`.
+
+    Returns:
+        (train, val or None, test, spec).
+
+    Example:
+        >>> tr, va, te, sp = get_split_loaders("mnist", val_fraction=0.1)
+        >>> tr.dataset_size, va.dataset_size, te.dataset_size
+        (54000, 6000, 10000)
+    """
+    train, test, sp = get_loaders(name, root=root, batch_size=batch_size, device=device,
+                                  train_per_class=train_per_class, test_per_class=test_per_class,
+                                  seed=seed, resolution=resolution, flip=flip, channels_last=channels_last)
+    if not val_fraction:
+        return train, None, test, sp
+    tr_idx, va_idx = validation_split(train.y.cpu(), val_fraction, seed)
+    x, y = train.x, train.y
+    common = dict(batch_size=batch_size, mean=train.mean, std=train.std, device=device,
+                  resolution=resolution, seed=seed, channels_last=channels_last)
+    tr_idx, va_idx = tr_idx.to(x.device), va_idx.to(x.device)
+    train = DeviceLoader(x[tr_idx], y[tr_idx], train=True, flip=flip, **common)
+    val = DeviceLoader(x[va_idx], y[va_idx], train=False, flip=False, **common)
+    return train, val, test, sp
+
+
 def download(name: str, root) -> Path:
     """Download a data set's official files with torchvision (needs internet).
 
@@ -800,7 +787,7 @@ def download(name: str, root) -> Path:
     root = Path(root).expanduser().resolve()
     if name == "stanford_dogs":
         raise DataError(f"stanford_dogs has no automatic download: {_HOWTO[name]} (here: {root}). "
-                        f"Or use the 64x64 crops in shared/data/stanford-dogs/{{train,test}}.npz.")
+                        f"Or use the 64x64 crops in shared/data/stanford-dogs/{{train,test}}/ (JPEG files).")
     from ._compat import import_torchvision
     tv = import_torchvision()
     cls = {"mnist": tv.datasets.MNIST, "cifar10": tv.datasets.CIFAR10, "cifar100": tv.datasets.CIFAR100}[name]

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .data import DATASETS, DataError
-from .experiments import (PROFILES, STORE_FORMAT, ConfigError, RunConfig, RunStore, _check_folder,
+from .experiments import (_FORMAT2_DEFAULTS, PROFILES, STORE_FORMAT, ConfigError, RunConfig, RunStore, _check_folder,
                           atomic_write_json, default_runs_root, make_config)
 from .init import INITS
 from .train import REGIMES
@@ -153,6 +153,9 @@ def expand_grid(datasets="all", profile: str = "smoke", seeds: Iterable[int] = (
         for seed in seeds:
             base = make_config(dataset, 0, None, None, profile, seed, **base_overrides)
             cfgs.append(base)
+            if PROFILES[profile].control:
+                # the continued base: the reference a child is compared with (same extra training)
+                cfgs.append(make_config(dataset, 0, None, None, profile, seed, control=True, **overrides))
             for block in blocks:
                 for init in inits:
                     for regime in regimes:
@@ -309,10 +312,16 @@ class RunLock:
 
 # ----------------------------------------------------------------------------- one network
 
-def is_complete(store: RunStore, cfg: RunConfig) -> bool:
-    """The run is done and its notebook executed without error (the grid skips it)."""
+def is_complete(store: RunStore, cfg: RunConfig, notebook: bool = True) -> bool:
+    """The grid skips this network: its run is done and, with ``notebook``, its notebook
+    executed without error. A run found only in ``results/`` (exported by another machine,
+    e.g. on a fresh clone) is complete: its run store folder is gone, notebook and all.
+    """
     d = store.path(cfg)
-    return store.is_done(cfg) and (d / NOTEBOOK).is_file() and not (d / ERROR_FILE).exists()
+    found = store.find(cfg)
+    if found is None or (d / ERROR_FILE).exists():
+        return False
+    return found != d or not notebook or (d / NOTEBOOK).is_file()
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -378,7 +387,8 @@ _KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def execute_network(cfg: RunConfig, runs_root, template=None, *, data_root=None, device="auto",
-                    timeout: float | None = None, on_wait=None) -> dict:
+                    timeout: float | None = None, on_wait=None, notebook: bool = True,
+                    results_root=None) -> dict:
     """Execute the template for one network (the unit every executor runs) and report it.
 
     Takes the run folder's lock (waiting while another process holds it), skips a
@@ -395,14 +405,16 @@ def execute_network(cfg: RunConfig, runs_root, template=None, *, data_root=None,
         data_root, device: passed to the notebook (and on to triage.run).
         timeout: seconds a cell may run (None: no limit).
         on_wait: called once with the lock holder's info if the lock is busy.
+        notebook: execute the template (False: call :func:`triage.run` in this process, no
+            notebook; saves a kernel start and the imports, ~7 s a network, and keeps the
+            decoded data sets in memory between networks).
+        results_root: where finished runs are exported (None: the store's default).
 
     Returns:
         dict with ``key, dataset, name, status`` (``done`` | ``reused`` | ``failed``),
         ``run_dir``, ``seconds``, ``error`` (one line or None).
     """
-    import papermill as pm
-
-    store = RunStore(runs_root)
+    store = RunStore(runs_root) if results_root is None else RunStore(runs_root, results_root)
     run_dir = store.path(cfg)
     template = Path(template) if template is not None else default_template()
     out = _record(cfg, store, "reused")
@@ -411,8 +423,11 @@ def execute_network(cfg: RunConfig, runs_root, template=None, *, data_root=None,
     lock = RunLock(run_dir)
     lock.acquire(on_wait=on_wait)
     try:
-        if is_complete(store, cfg):
+        if is_complete(store, cfg, notebook):
             return out
+        if not notebook:
+            return _run_direct(cfg, store, out, t0, data_root=data_root, device=device)
+        import papermill as pm
         partial, final = run_dir / PARTIAL_NOTEBOOK, run_dir / NOTEBOOK
         params = notebook_parameters(cfg, store.root, data_root, device)
         error = None
@@ -452,6 +467,24 @@ def execute_network(cfg: RunConfig, runs_root, template=None, *, data_root=None,
         lock.release()
 
 
+def _run_direct(cfg: RunConfig, store: RunStore, out: dict, t0: float, *, data_root, device) -> dict:
+    """One network through :func:`triage.run` in this process; a failure is recorded, not raised."""
+    from .experiments import run
+    run_dir = store.path(cfg)
+    try:
+        run(cfg, store, data_root=data_root, device=device, progress=False, log=lambda m: None)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 -- the grid goes on; error.json says what failed
+        _record_failure(run_dir, cfg, f"{type(e).__name__}: {e}".splitlines()[0], traceback.format_exc())
+        out.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
+    else:
+        (run_dir / ERROR_FILE).unlink(missing_ok=True)
+        out["status"] = "done"
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
 # ----------------------------------------------------------------------------- executors
 
 @dataclass
@@ -487,7 +520,7 @@ def _groups(cfgs: list[RunConfig]) -> list[tuple[RunConfig | None, list[RunConfi
     for c in cfgs:
         gk = c.parent().key()
         base, kids = groups.get(gk, (None, []))
-        if c.block == 0:
+        if not c.is_child:
             groups[gk] = (c, kids)
         else:
             groups[gk] = (base, kids + [c])
@@ -504,7 +537,7 @@ def _with_bases(cfgs: list[RunConfig]) -> list[RunConfig]:
     for c in cfgs:
         if c.key() in keys:
             continue
-        if c.block and c.parent().key() not in keys and c.parent() not in cfgs:
+        if c.is_child and c.parent().key() not in keys and c.parent() not in cfgs:
             out.append(c.parent())
             keys.add(c.parent().key())
         out.append(c)
@@ -517,15 +550,17 @@ def _skipped(cfg: RunConfig, store: RunStore, base_name: str) -> dict:
                    f"not run: its base ({cfg.dataset}/{base_name}, seed {cfg.seed}) failed")
 
 
-def _preflight(cfgs: list[RunConfig], store: RunStore, template) -> Path:
+def _preflight(cfgs: list[RunConfig], store: RunStore, template, notebooks: bool = True) -> Path | None:
     """Everything that can be checked before a kernel starts, so bad input changes nothing."""
     if not cfgs:
         raise ConfigError("the grid is empty")
-    template = check_template(template if template is not None else default_template())
     for cfg in cfgs:
         d = store.path(cfg)
         if (d / "config.json").exists():
             _check_folder(d, cfg)  # refuses a folder of another store format or config
+    if not notebooks:
+        return None
+    template = check_template(template if template is not None else default_template())
     try:
         import papermill  # noqa: F401
     except ImportError as e:
@@ -554,11 +589,11 @@ def _record(cfg: RunConfig, store: RunStore, status: str, error: str | None = No
             "run_dir": str(store.path(cfg)), "status": status, "seconds": 0.0, "error": error}
 
 
-def _split_complete(cfgs, store) -> tuple[list[RunConfig], list[dict]]:
+def _split_complete(cfgs, store, notebook: bool = True) -> tuple[list[RunConfig], list[dict]]:
     """(networks still to execute, 'reused' records of the complete ones)."""
     todo, reused = [], []
     for c in cfgs:
-        if is_complete(store, c):
+        if is_complete(store, c, notebook):
             reused.append(_record(c, store, "reused"))
         else:
             todo.append(c)
@@ -566,14 +601,14 @@ def _split_complete(cfgs, store) -> tuple[list[RunConfig], list[dict]]:
 
 
 def _run_local(cfgs, store, template, kw, progress, log) -> list[dict]:
-    todo, results = _split_complete(cfgs, store)
+    todo, results = _split_complete(cfgs, store, kw.get("notebook", True))
     bar = _bar(len(cfgs), len(cfgs) - len(todo), progress)
     failed_bases: dict[str, str] = {}
     try:
         for base, kids in _groups(todo):
             for cfg in ([base] if base is not None else []) + kids:
                 pk = cfg.parent().key()
-                if cfg.block and pk in failed_bases:
+                if cfg.is_child and pk in failed_bases:
                     r = _skipped(cfg, store, failed_bases[pk])
                 else:
                     bar.set_postfix_str(f"{cfg.dataset}/{cfg.name} seed {cfg.seed}")
@@ -583,7 +618,7 @@ def _run_local(cfgs, store, template, kw, progress, log) -> list[dict]:
                             f"{cfg.dataset}/{cfg.name}: waiting for pid {h.get('pid')} on {h.get('host')}, "
                             "which is executing it")
                     r = execute_network(cfg, store.root, template, on_wait=on_wait, **kw)
-                    if cfg.block == 0 and r["status"] == "failed":
+                    if not cfg.is_child and r["status"] == "failed":
                         failed_bases[cfg.key()] = cfg.name
                 results.append(r)
                 _log_result(bar, r, progress, log)
@@ -594,9 +629,11 @@ def _run_local(cfgs, store, template, kw, progress, log) -> list[dict]:
 
 
 def _limit_threads(threads: int) -> None:
-    """Pool initialiser: the kernels this process starts inherit a ``threads``-thread limit."""
+    """Pool initialiser: this process and the kernels it starts use ``threads`` threads."""
     for k in _THREAD_VARS:
         os.environ[k] = str(threads)
+    import torch
+    torch.set_num_threads(threads)
 
 
 def _run_parallel(cfgs, store, template, kw, progress, log, jobs: int, threads: int | None) -> list[dict]:
@@ -611,7 +648,7 @@ def _run_parallel(cfgs, store, template, kw, progress, log, jobs: int, threads: 
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_limit_threads,
                              initargs=(threads,)) as pool:
         def submit(cfg):
-            return pool.submit(execute_network, cfg, str(store.root.resolve()), str(template), **kw)
+            return pool.submit(execute_network, cfg, str(store.root.resolve()), template and str(template), **kw)
         return _run_futures(cfgs, store, template, kw, progress, log, submit, poll=0.2)
 
 
@@ -620,7 +657,7 @@ def _run_futures(cfgs, store, template, kw, progress, log, submit, poll: float) 
 
     ``submit(cfg) -> future`` with ``.done()`` and ``.result()`` (a dask Future or a submitit Job).
     """
-    todo, results = _split_complete(cfgs, store)
+    todo, results = _split_complete(cfgs, store, kw.get("notebook", True))
     bar = _bar(len(cfgs), len(cfgs) - len(todo), progress)
     running: dict = {}    # future -> cfg
     waiting: dict = {}    # base key -> children waiting for it
@@ -655,7 +692,7 @@ def _run_futures(cfgs, store, template, kw, progress, log, submit, poll: float) 
                 _log_result(bar, r, progress, log)
                 bar.update(1)
                 bar.set_postfix_str(f"last {cfg.dataset}/{cfg.name}, {len(running)} running")
-                kids = waiting.pop(cfg.key(), []) if cfg.block == 0 else []
+                kids = waiting.pop(cfg.key(), []) if not cfg.is_child else []
                 for k in kids:
                     if r["status"] in ("done", "reused"):
                         start(k)
@@ -703,7 +740,7 @@ def run_grid(cfgs: list[RunConfig], store: RunStore | str | Path | None = None, 
              executor: str = "local", scheduler: str | None = None, client=None,
              template=None, data_root=None, device: str = "auto", timeout: float | None = None,
              scheduler_timeout: float = 10.0, slurm: dict | None = None, progress: bool = True,
-             log=print, jobs: int = 1, threads: int | None = None) -> GridReport:
+             log=print, jobs: int = 1, threads: int | None = None, notebooks: bool = True) -> GridReport:
     """Execute every network of ``cfgs`` (see :func:`expand_grid`) and store its notebook and numbers.
 
     Complete networks are skipped; a data set's base runs before its children,
@@ -727,6 +764,8 @@ def run_grid(cfgs: list[RunConfig], store: RunStore | str | Path | None = None, 
         log: where one-line messages go when ``progress`` is off.
         jobs: networks at once with the local executor (default 1: one after another).
         threads: torch threads per network when ``jobs > 1`` (default: cores // jobs).
+        notebooks: store an executed copy of the template beside every run (False: run
+            :func:`triage.run` directly; ``triage notebook RUN`` renders one later).
 
     Returns:
         GridReport (``.ok``, ``.failed``, ``.summary()``).
@@ -749,8 +788,9 @@ def run_grid(cfgs: list[RunConfig], store: RunStore | str | Path | None = None, 
         raise ConfigError(f"jobs applies to the local executor; with {executor}, start more workers")
     store = store if isinstance(store, RunStore) else RunStore(store) if store is not None else RunStore()
     cfgs = _with_bases(list(cfgs))
-    template = _preflight(cfgs, store, template)
-    kw = dict(data_root=data_root, device=device, timeout=timeout)
+    template = _preflight(cfgs, store, template, notebooks)
+    kw = dict(data_root=data_root, device=device, timeout=timeout, notebook=notebooks,
+              results_root=None if store.results is None else str(store.results.resolve()))
     if executor == "local" and jobs > 1:
         results = _run_parallel(cfgs, store, template, kw, progress, log, jobs, threads)
     elif executor == "local":
@@ -765,9 +805,9 @@ def run_grid(cfgs: list[RunConfig], store: RunStore | str | Path | None = None, 
             def submit(cfg):
                 # A meaningful key shows in the dashboard; two clients submitting the same
                 # network share one task. Bases first (priority) when workers are scarce.
-                return client.submit(execute_network, cfg, str(store.root.resolve()), str(template),
+                return client.submit(execute_network, cfg, str(store.root.resolve()), template and str(template),
                                      key=f"triage-{cfg.dataset}-{cfg.name}-{cfg.key()}",
-                                     priority=10 if cfg.block == 0 else 0, pure=False, **kw)
+                                     priority=0 if cfg.is_child else 10, pure=False, **kw)
             results = _run_futures(cfgs, store, template, kw, progress, log, submit, poll=0.5)
         finally:
             if own:
@@ -776,7 +816,7 @@ def run_grid(cfgs: list[RunConfig], store: RunStore | str | Path | None = None, 
         ex = _slurm_executor(store.root / ".submitit", dict(slurm or {}))
         results = _run_futures(cfgs, store, template, kw, progress, log,
                                lambda cfg: ex.submit(execute_network, cfg, str(store.root.resolve()),
-                                                     str(template), **kw), poll=10.0)
+                                                     template and str(template), **kw), poll=10.0)
     order = {c.key(): i for i, c in enumerate(cfgs)}
     results.sort(key=lambda r: order.get(r["key"], len(order)))
     return GridReport(results, store.root)
@@ -839,7 +879,8 @@ def status_counts(status):
     return counts.loc[order]
 
 
-def results_table(root=None, profile: str | None = None, dataset: str | None = None):
+def results_table(root=None, profile: str | None = None, dataset: str | None = None,
+                  exported: bool = False):
     """All finished runs under ``root`` as one DataFrame (one row per run).
 
     Columns: ``name``, ``scheme``, ``key``, every RunConfig field (dataset, block,
@@ -851,6 +892,9 @@ def results_table(root=None, profile: str | None = None, dataset: str | None = N
     Args:
         root: the store root (RunStore or path; default ``$TRIAGE_RUNS`` or ``./runs``).
         profile, dataset: keep only these (None: all).
+        exported: read the runs exported to a results folder (``root/<profile>/runs/<dataset>/``,
+            see :func:`triage.experiments.export_run`) instead of a run store; children there
+            have no weights.
 
     Example:
         >>> df = results_table(profile="smoke", dataset="mnist")   # doctest: +SKIP
@@ -860,9 +904,11 @@ def results_table(root=None, profile: str | None = None, dataset: str | None = N
     root = root.root if isinstance(root, RunStore) else Path(root) if root is not None else default_runs_root()
     fields = [f.name for f in dataclasses.fields(RunConfig)]
     rows = []
-    for summary_file in sorted(root.glob(f"{profile or '*'}/{dataset or '*'}/*/summary.json")):
+    pattern = f"{profile or '*'}/runs/{dataset or '*'}/*/summary.json" if exported else \
+        f"{profile or '*'}/{dataset or '*'}/*/summary.json"
+    for summary_file in sorted(root.glob(pattern)):
         d = summary_file.parent
-        if not (d / "weights.pt").exists():
+        if not exported and not (d / "weights.pt").exists():
             continue
         try:
             meta = json.loads((d / "config.json").read_text())
@@ -874,7 +920,7 @@ def results_table(root=None, profile: str | None = None, dataset: str | None = N
         cfg = meta["config"]
         stn = summary.get("stn_losses") or []
         row = {"name": meta.get("name"), "scheme": meta.get("scheme"), "key": meta.get("key")}
-        row.update({k: cfg.get(k) for k in fields})
+        row.update({k: cfg.get(k, _FORMAT2_DEFAULTS.get(k)) for k in fields})
         row.update({k: v for k, v in summary.items() if k not in row and k != "stn_losses"})
         row["stn_loss_final"] = stn[-1] if stn else float("nan")
         row["run_dir"] = str(d)
@@ -890,7 +936,8 @@ def results_table(root=None, profile: str | None = None, dataset: str | None = N
     df = df[[c for c in cols if c in df.columns] + [c for c in df.columns if c not in cols]]
     df["_i"] = df["init"].fillna("")
     df["_r"] = df["regime"].fillna("")
-    df = df.sort_values(["profile", "dataset", "seed", "block", "_i", "_r"]).drop(columns=["_i", "_r"])
+    df["_c"] = df["control"].fillna(False).astype(bool)
+    df = df.sort_values(["profile", "dataset", "seed", "block", "_c", "_i", "_r"]).drop(columns=["_i", "_r", "_c"])
     return df.reset_index(drop=True)
 
 
@@ -969,6 +1016,11 @@ def add_commands(subparsers) -> tuple[str, ...]:
     g.add_argument("--jobs", type=int, default=1,
                    help="local executor: networks at once, each with cores/JOBS threads (default 1; "
                         "2 is ~1.2x faster on 2 CPU cores, see benchmarks/RESULTS.md)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch threads per network with --jobs > 1 (default: cores / JOBS)")
+    g.add_argument("--no-notebooks", action="store_true",
+                   help="train with triage.run directly, without an executed notebook per network "
+                        "(~7 s less per network; the campaign runs this way)")
     g.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://HOST:8786")
     g.add_argument("--scheduler-timeout", type=float, default=10.0, help="seconds (default 10)")
     g.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE",
@@ -1036,6 +1088,7 @@ def main(args: argparse.Namespace) -> int:
                           template=args.template, data_root=args.data_root, device=args.device,
                           timeout=args.timeout, scheduler_timeout=args.scheduler_timeout,
                           slurm=_key_values(args.slurm, "--slurm"), progress=progress, jobs=args.jobs,
+                          threads=args.threads, notebooks=not args.no_notebooks,
                           log=lambda m: print(m, file=sys.stderr, flush=True))
     except (ConfigError, DataError) as e:
         print(f"triage: error: {e}", file=sys.stderr)

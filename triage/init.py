@@ -83,7 +83,7 @@ def parent_mean_(child: VGG, parent: VGG, block: int) -> VGG:
 
 def student_teacher_(child: VGG, parent: VGG, block: int, loader, epochs: int = 12,
                      lr: float = 1e-3, autocast_dtype: torch.dtype | None = None,
-                     progress: bool = True) -> list[float]:
+                     progress: bool = True, tol: float = 0.0, cache: bool = False) -> list[float]:
     """STN: fit the new layer to the parent block's output (FitNets-style hint).
 
     Minimises the L2 distance between the child's and the parent's activations
@@ -100,7 +100,14 @@ def student_teacher_(child: VGG, parent: VGG, block: int, loader, epochs: int = 
 
     Call after :func:`glorot_` (the layer starts from RW). Returns the mean hint
     loss of every epoch (the first entry is measured while training epoch 1).
+
+    ``tol > 0`` stops the hint training once an epoch (from the second on) lowers the
+    best hint loss by less than that fraction: "until its loss plateaus", ``epochs``
+    being the cap. ``cache=True`` computes the frozen parent's hint input and target
+    once per image and mirror image (:class:`triage.train.CachedFeatures`): the same
+    batches without the parent's forward pass in every epoch.
     """
+    from .train import CachedFeatures
     conv, bn = _new_layer(child, block)
     if epochs < 1:
         raise ValueError(f"stn_epochs must be >= 1, got {epochs}")
@@ -109,29 +116,39 @@ def student_teacher_(child: VGG, parent: VGG, block: int, loader, epochs: int = 
     child.eval()
     new_block = child.block(block)
     new_block.train()  # the new BN learns its statistics
-    prefix = parent.features[: block - 1]
+    prefix = parent.prefix(block)
     teacher = parent.block(block)
     params = list(conv.parameters()) + list(bn.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     device = conv.weight.device
     losses = []
+    if cache:
+        def hint_pair(x):
+            h = prefix(x)
+            return h, teacher(h)
+        batches = CachedFeatures(hint_pair, loader, amp_dtype=autocast_dtype)
     try:
         for epoch in tqdm(range(epochs), desc=f"STN block {block}", disable=not progress, leave=False):
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(epoch)
             total, n = 0.0, 0
-            for x, _ in loader:
-                with torch.no_grad(), _autocast(device, autocast_dtype):
-                    h = prefix(x)
-                    target = teacher(h)
+            for x, _ in (batches if cache else loader):
+                if cache:
+                    h, target = x
+                else:
+                    with torch.no_grad(), _autocast(device, autocast_dtype):
+                        h = prefix(x)
+                        target = teacher(h)
                 with _autocast(device, autocast_dtype):
                     loss = F.mse_loss(new_block(h).float(), target.float())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += loss.detach() * x.shape[0]
-                n += x.shape[0]
+                total += loss.detach() * h.shape[0]
+                n += h.shape[0]
             losses.append(float(total / max(n, 1)))
+            if tol > 0 and len(losses) >= 2 and losses[-1] > min(losses[:-1]) * (1 - tol):
+                break   # plateau: this epoch improved the best loss by less than tol
     finally:
         parent.train(parent_was_training)
         child.train(child_was_training)
@@ -152,7 +169,7 @@ def hint_loss(child: VGG, parent: VGG, block: int, loader, max_batches: int | No
         for i, (x, _) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
-            h = parent.features[: block - 1](x)
+            h = parent.prefix(block)(x)
             total += F.mse_loss(child.block(block)(h), parent.block(block)(h)).item() * x.shape[0]
             n += x.shape[0]
     finally:
@@ -162,7 +179,7 @@ def hint_loss(child: VGG, parent: VGG, block: int, loader, max_batches: int | No
 
 def initialise(child: VGG, parent: VGG, block: int, method: str, loader=None, *,
                stn_epochs: int = 12, stn_lr: float = 1e-3, autocast_dtype=None,
-               progress: bool = True) -> list[float]:
+               progress: bool = True, stn_tol: float = 0.0, cache: bool = False) -> list[float]:
     """Apply initialiser ``method`` ('random', 'mean' or 'stn') to ``child``'s block.
 
     Returns the STN hint losses per epoch ([] for the others).
@@ -178,5 +195,6 @@ def initialise(child: VGG, parent: VGG, block: int, method: str, loader=None, *,
             raise ValueError("the 'stn' initialiser needs a training loader")
         glorot_(child, block)
         return student_teacher_(child, parent, block, loader, epochs=stn_epochs, lr=stn_lr,
-                                autocast_dtype=autocast_dtype, progress=progress)
+                                autocast_dtype=autocast_dtype, progress=progress, tol=stn_tol,
+                                cache=cache)
     raise ValueError(f"unknown init {method!r}; choose one of {', '.join(INITS)}")

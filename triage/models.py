@@ -116,6 +116,17 @@ class VGG(nn.Module):
         x = self.avgpool(x)
         return self.classifier(torch.flatten(x, 1))
 
+    def prefix(self, i: int) -> nn.Sequential:
+        """The blocks before block ``i``: they compute block ``i``'s input from the image."""
+        self.block(i)
+        return self.features[: i - 1]
+
+    def forward_from(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        """The forward pass from block ``i``'s input ``h`` (= ``self.prefix(i)(x)``) to the logits."""
+        self.block(i)
+        x = self.avgpool(self.features[i - 1:](h))
+        return self.classifier(torch.flatten(x, 1))
+
     def block(self, i: int) -> nn.Sequential:
         """Block ``i`` (1..5, the paper's numbering)."""
         if not 1 <= i <= len(self.features):

@@ -4,6 +4,8 @@ Every figure names the profile (smoke/cpu/paper) that produced it.
 """
 from __future__ import annotations
 
+from .similarity import block1_activations  # noqa: F401  (Fig. 3's activations; kept importable here)
+
 
 # ---- triage runs ----
 # Learning curves of one run and the paper's Fig. 3 view (block-1 activations of one
@@ -100,39 +102,6 @@ def fixed_test_image(dataset, index=0, data_root=None, resolution=None):
     if resolution is not None and resolution != x.shape[-1]:
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
     return x, raw
-
-
-def block1_activations(model, x):
-    """Post-ReLU output of block 1's last conv for inputs ``x`` (N, C, H, W) -> (N, F, H, W).
-
-    For the base that is ReLU(BN(conv2)) of block 1; for a child whose block 1 was
-    compressed, the ReLU after the single compressed conv (paper Sec. 4, Fig. 3: "at
-    the output of the ReLU activation layer after the compressed layer ... and after
-    Conv 2 of Block 1 on the baseline model"). Evaluated in eval mode, without
-    gradients; the forward hook is removed also when the forward fails.
-
-    Example:
-        >>> acts = block1_activations(triage.vgg16_bn(10, width=0.25), torch.randn(1, 3, 32, 32))
-        >>> acts.shape
-        torch.Size([1, 16, 32, 32])
-    """
-    import torch
-    from torch import nn
-    block = model.block(1)
-    relus = [m for m in block.children() if isinstance(m, nn.ReLU)]
-    if not relus:
-        raise ValueError("block 1 of this model has no ReLU")
-    captured = []
-    handle = relus[-1].register_forward_hook(lambda mod, inp, out: captured.append(out.detach().clone()))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            block(x.to(next(model.parameters()).device))  # the rest of the network is not needed
-    finally:
-        handle.remove()
-        model.train(was_training)
-    return captured[0]
 
 
 def plot_block1_activations(run_dir, n_filters=10, image_index=0, data_root=None, device="cpu"):

@@ -1,4 +1,4 @@
-"""Results of the Deep Net Triage grid for the book: export, load, and the paper's claims tested.
+"""Results of the Deep Net Triage grid for the book: export and load.
 
 The book must not retrain 124 networks at build time. ``export`` turns a run store
 (``runs/<profile>/<dataset>/...``, weights and all, never committed) into a few small
@@ -14,19 +14,17 @@ files that are committed under ``results/triage/<profile>/``::
 profile (a fresh clone), ``load`` trains the smoke grid of MNIST (31 small networks,
 ``triage.run`` directly, no notebooks) into the run store and exports it first.
 
-``claims`` tests the paper's four conclusions (Sec. 4-5) on a runs table; each
-test is defined in its helper's docstring (``_claim_c1`` ... ``_claim_c4``).
+The paper's claims are tested on ``Results.runs`` by :mod:`triage.claims`.
 
 Example:
-    >>> from triage import report
+    >>> from triage import claims, report
     >>> report.export("cpu")                                # doctest: +SKIP
     >>> res = report.load("cpu")                            # doctest: +SKIP
-    >>> report.claims(res.runs)[["claim", "dataset", "verdict"]]   # doctest: +SKIP
+    >>> claims.check_claims(res.runs).counts                # doctest: +SKIP
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import sys
@@ -34,31 +32,32 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["RESULTS_FORMAT", "GRID_SIZE", "SCHEMES", "FIG3_MODELS", "CLAIMS", "VERDICTS",
+__all__ = ["RESULTS_FORMAT", "GRID_SIZE", "SCHEMES", "FIG3_MODELS",
            "default_results_root", "default_profile", "stored_profiles", "export", "load", "Results",
            "run_smoke_grid", "grid_runs", "margins", "regime_gaps", "convergence_diffs",
-           "activation_similarity", "setting_differences", "setting_caveat", "timings", "claims",
-           "explorer", "add_commands", "main"]
+           "activation_similarity", "setting_differences", "cka_bases", "grid_size", "setting_caveat", "timings",
+           "add_commands", "main"]
 
-RESULTS_FORMAT = 1        # bump when the exported files change incompatibly
+RESULTS_FORMAT = 2        # bump when the exported files change incompatibly
+# Format 2 adds validation/selection columns, stop reasons, the control, per-run exports,
+# block-1 CKA and cka_bases.csv; every format-1 file is still read (its columns are a subset).
+READABLE_FORMATS = (1, 2)
 GRID_SIZE = 31            # networks per data set and seed: 1 base + 5 blocks x 3 inits x 2 regimes
+
+
+def grid_size(profile: str) -> int:
+    """Networks per data set and seed in ``profile``'s grid: 31, plus the control where it has one."""
+    from .experiments import PROFILES
+    return GRID_SIZE + (1 if profile in PROFILES and PROFILES[profile].control else 0)
 SCHEMES = ("FM-RW", "FM-MW", "FM-STN", "TM-RW", "TM-MW", "TM-STN")  # the paper's Fig. 2 order
 # The paper's Fig. 3 models: the base, and block 1 compressed (the paper compresses "Layer 1").
 FIG3_MODELS = (("Base", 0, None, None), ("FM-STN", 1, "stn", "frozen"),
                ("TM-STN", 1, "stn", "thawed"), ("TM-RW", 1, "random", "thawed"))
-VERDICTS = ("holds", "does not hold", "inconclusive")
-CLAIMS = {
-    "C1": "No block is more critical than another.",
-    "C2": "FM models (only the compressed layer trains) are much worse than TM models (all layers train).",
-    "C3": "TM models can exceed the base (the uncompressed parent).",
-    "C4": "STN initialisation converges faster, but an STN model never exceeds the base.",
-}
 # Paper Sec. 3.3-3.4 and Tables 1-2: the setting our profiles scale down.
 PAPER_TRAIN_IMAGES = {"mnist": 60000, "cifar10": 50000, "cifar100": 50000, "stanford_dogs": 12000}
 PAPER_TEST_IMAGES = {"mnist": 10000, "cifar10": 10000, "cifar100": 10000, "stanford_dogs": 8500}
 PAPER_RESOLUTION = 224    # "We upsampled the inputs to (224,224,3)"
 
-_SHORT_INIT = {"random": "RW", "mean": "MW", "stn": "STN"}
 _KEY_COLUMNS = ("dataset", "profile", "seed", "block", "init", "regime", "scheme", "name", "key")
 
 
@@ -68,8 +67,8 @@ def _repo() -> Path:
 
 def default_results_root() -> Path:
     """``$TRIAGE_RESULTS/triage`` if set, else ``<checkout>/results/triage``."""
-    env = os.environ.get("TRIAGE_RESULTS")
-    return Path(env) / "triage" if env else _repo() / "results" / "triage"
+    from .experiments import default_results_root as root
+    return root()
 
 
 def stored_profiles(root=None) -> list[str]:
@@ -80,8 +79,10 @@ def stored_profiles(root=None) -> list[str]:
 
 
 def default_profile(root=None) -> str:
-    """The book's default: ``cpu`` when its results are stored, else ``smoke`` (recomputed)."""
-    return "cpu" if "cpu" in stored_profiles(root) else "smoke"
+    """The book's default: ``campaign`` (the converged reproduction) when its results are
+    stored, else ``cpu``, else ``smoke`` (recomputed)."""
+    stored = stored_profiles(root)
+    return next((p for p in ("campaign", "cpu") if p in stored), "smoke")
 
 
 # ----------------------------------------------------------------------------- export
@@ -128,7 +129,8 @@ def _fig3_arrays(runs, image_index: int, n_filters: int, data_root) -> tuple[dic
     import numpy as np
     from .data import DataError, load_split, spec
     from .experiments import load_model
-    from .plots import block1_activations, fixed_test_image
+    from .plots import fixed_test_image
+    from .similarity import block1_activations
     order = ["cifar10"] + [d for d in dict.fromkeys(runs["dataset"]) if d != "cifar10"]
     for dataset in [d for d in order if d in set(runs["dataset"])]:
         part = runs[runs["dataset"] == dataset]
@@ -150,6 +152,12 @@ def _fig3_arrays(runs, image_index: int, n_filters: int, data_root) -> tuple[dic
                 return None, f"the {dataset} test images are not available ({e})"
             acts = []
             for _, row in rows:
+                stored = Path(row["run_dir"]) / "block1.npz"
+                if stored.is_file() and image_index == 0:
+                    # computed when the run finished (children's weights are not exported)
+                    with np.load(stored) as z:
+                        acts.append(z["maps"].astype(np.float32)[:n_filters])
+                    continue
                 model = load_model(row["run_dir"], "cpu")
                 acts.append(block1_activations(model, x)[0].float()[:n_filters].numpy())
             n = min(a.shape[0] for a in acts)
@@ -163,6 +171,38 @@ def _fig3_arrays(runs, image_index: int, n_filters: int, data_root) -> tuple[dic
                 "image_class": np.array(spec(dataset).classes[int(y[image_index])]),
             }, ""
     return None, "the Base, FM-STN, TM-STN and TM-RW networks of block 1 are not all present"
+
+
+def cka_bases(runs, data_root=None):
+    """Linear CKA of block 1 between the bases of every two seeds of a data set.
+
+    The reference for a child's ``cka_block1``: "as similar to the base as a base trained
+    from another seed". Needs the bases' weights (committed for format-2 profiles) and the
+    test images; None when no data set has two bases with weights.
+
+    Returns:
+        DataFrame with dataset, seed_a, seed_b, cka_block1.
+    """
+    import itertools
+    import pandas as pd
+    from .data import DataError, get_loaders
+    from .experiments import load_model
+    from .similarity import CKA_IMAGES, block1_features, linear_cka
+    rows = []
+    bases = runs[(runs["block"] == 0) & (runs["name"] == "base")]
+    for dataset, part in bases.groupby("dataset", sort=False):
+        part = part[[(Path(d) / "weights.pt").is_file() for d in part["run_dir"]]]
+        if len(part) < 2:
+            continue
+        try:
+            _, test, _ = get_loaders(dataset, root=data_root, batch_size=CKA_IMAGES)
+        except DataError:
+            continue
+        feats = {int(r.seed): block1_features(load_model(r.run_dir, "cpu"), test).flatten(1).numpy()
+                 for r in part.itertuples()}
+        for a, b in itertools.combinations(sorted(feats), 2):
+            rows.append({"dataset": dataset, "seed_a": a, "seed_b": b, "cka_block1": linear_cka(feats[a], feats[b])})
+    return pd.DataFrame(rows) if rows else None
 
 
 def _fig3_meta(fig: dict | None) -> dict | None:
@@ -245,7 +285,12 @@ def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: 
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
     out_dir = (Path(out) if out is not None else default_results_root()) / profile
-    table = results_table(runs_root, profile)
+    # runs exported as they finished (results/<profile>/runs/, committed; a fresh clone has
+    # only these) and runs still only in the run store; the run store's copy wins
+    local = results_table(runs_root, profile)
+    exported = results_table(out_dir.parent, profile, exported=True)
+    table = pd.concat([t for t in (local, exported[~exported["key"].isin(local["key"])]) if len(t)],
+                      ignore_index=True) if len(local) + len(exported) else local
     if datasets is not None:
         datasets = [datasets] if isinstance(datasets, str) else list(datasets)
         table = table[table["dataset"].isin(datasets)].reset_index(drop=True)
@@ -254,9 +299,10 @@ def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: 
         table, dropped = grid_runs(table, profile)
     if complete_only and not table.empty:
         size = table.groupby(["dataset", "seed"])["key"].transform("nunique")
-        partial = sorted({f"{d} seed {int(s)}" for d, s in table.loc[size < GRID_SIZE, ["dataset", "seed"]]
+        full = grid_size(profile)
+        partial = sorted({f"{d} seed {int(s)}" for d, s in table.loc[size < full, ["dataset", "seed"]]
                           .itertuples(index=False)})
-        table = table[size >= GRID_SIZE].reset_index(drop=True)
+        table = table[size >= full].reset_index(drop=True)
     if table.empty:
         raise ValueError(f"no finished {profile}-profile run in {runs_root / profile}; run "
                          f"`python -m triage grid --dataset DATASET --profile {profile}` first")
@@ -275,6 +321,9 @@ def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: 
     runs = table.drop(columns=["run_dir", "notebook"])
     changed = _write_if_changed(out_dir / "runs.csv", runs.to_csv(index=False).encode())
     changed |= _write_if_changed(out_dir / "metrics.csv", metrics.to_csv(index=False).encode())
+    cka = cka_bases(table, data_root)
+    if cka is not None:
+        changed |= _write_if_changed(out_dir / "cka_bases.csv", cka.to_csv(index=False).encode())
 
     import numpy as np
     path = out_dir / "fig3_activations.npz"
@@ -302,9 +351,9 @@ def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: 
         "profile_description": PROFILES[profile].description,
         "datasets": sorted(runs["dataset"].unique().tolist()),
         "seeds": sorted(int(s) for s in runs["seed"].unique()),
-        "networks": int(len(runs)), "grid_size": GRID_SIZE,
+        "networks": int(len(runs)), "grid_size": grid_size(profile),
         "coverage": [{"dataset": c["dataset"], "seed": int(c["seed"]), "networks": int(c["networks"]),
-                      "of": GRID_SIZE} for c in coverage],
+                      "of": grid_size(profile)} for c in coverage],
         "runs_not_in_grid_dropped": dropped,
         "partial_grids_left_out": partial,
         "fig3": _fig3_meta(fig),
@@ -323,7 +372,8 @@ def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: 
     if changed or {k: v for k, v in old.items() if k != "exported"} != prov:
         prov["exported"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         atomic_write_json(out_dir / "provenance.json", prov)
-    cov = ", ".join(f"{c['dataset']} seed {c['seed']}: {c['networks']}/{GRID_SIZE}" for c in prov["coverage"])
+    cov = ", ".join(f"{c['dataset']} seed {c['seed']}: {c['networks']}/{grid_size(profile)}"
+                    for c in prov["coverage"])
     log(f"exported {len(runs)} {profile} network(s) ({cov})"
         f"{', Fig. 3 activations' if fig is not None else ''} -> {out_dir}")
     return out_dir
@@ -386,7 +436,8 @@ class Results:
         for (dataset, seed), part in self.runs.groupby(["dataset", "seed"]):
             names = [c.name for c in expand_grid(dataset, self.profile, [int(seed)])]
             missing = [n for n in names if n not in set(part["name"])]
-            rows.append({"dataset": dataset, "seed": int(seed), "networks": len(part), "of": GRID_SIZE,
+            rows.append({"dataset": dataset, "seed": int(seed), "networks": len(part),
+                         "of": grid_size(self.profile),
                          "missing": ", ".join(missing)})
         return pd.DataFrame(rows)
 
@@ -397,7 +448,7 @@ class Results:
 
     @property
     def complete(self) -> bool:
-        return bool((self.coverage()["networks"] >= GRID_SIZE).all())
+        return bool((self.coverage()["networks"] >= grid_size(self.profile)).all())
 
 
 def _read(folder: Path, profile: str) -> Results:
@@ -408,7 +459,7 @@ def _read(folder: Path, profile: str) -> Results:
         runs[col] = runs[col].astype(object).where(runs[col].notna(), None)
     metrics = pd.read_csv(folder / "metrics.csv")
     prov = json.loads((folder / "provenance.json").read_text()) if (folder / "provenance.json").is_file() else {}
-    if prov.get("results_format", RESULTS_FORMAT) != RESULTS_FORMAT:
+    if prov.get("results_format", RESULTS_FORMAT) not in READABLE_FORMATS:
         raise ValueError(f"{folder} was exported in results format {prov.get('results_format')}, this "
                          f"triage reads {RESULTS_FORMAT}; re-export with `python -m triage export --profile {profile}`")
     acts = None
@@ -509,7 +560,7 @@ def stored_summary(root=None):
             "profile": profile,
             "data sets": ", ".join(res.datasets),
             "seeds": ", ".join(map(str, res.seeds)),
-            "networks": f"{len(res.runs)} of {GRID_SIZE * len(cov)}",
+            "networks": f"{len(res.runs)} of {grid_size(res.profile) * len(cov)}",
             "machine": f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores" if m else "?",
             "devices": ", ".join(prov.get("runs_devices", [])),
             "threads": ", ".join(prov.get("runs_threads", ["unknown"])),
@@ -704,396 +755,6 @@ def timings(runs):
         t["train_total_h"] = t["train_total_s"] / 3600
         t["grid_estimate_h"] = (t["base_s"] + (GRID_SIZE - 1) * t["child_mean_s"]) / 3600
     return t
-
-
-# ----------------------------------------------------------------------------- claims
-
-def _combine(*verdicts: str) -> str:
-    """Three-valued AND: does not hold if any part fails, holds if all hold, else inconclusive."""
-    if "does not hold" in verdicts:
-        return "does not hold"
-    return "holds" if all(v == "holds" for v in verdicts) else "inconclusive"
-
-
-def _sign_test(x, alternative: str) -> tuple[int, int, float]:
-    """(positives, non-zero n, one-sided p) of the sign test of ``x`` (ties dropped)."""
-    import numpy as np
-    from scipy.stats import binomtest
-    x = np.asarray(x, dtype=float)
-    x = x[x != 0]
-    k = int((x > 0).sum())
-    if len(x) == 0:
-        return 0, 0, 1.0
-    return k, len(x), float(binomtest(k, len(x), 0.5, alternative=alternative).pvalue)
-
-
-def _lower_bound(d, level: float) -> float:
-    """One-sided lower confidence bound of the mean of ``d`` (t distribution), ``level`` e.g. 0.95."""
-    import numpy as np
-    from scipy.stats import t
-    d = np.asarray(d, dtype=float)
-    n = len(d)
-    if n < 2:
-        return float("nan")
-    se = d.std(ddof=1) / math.sqrt(n)
-    return float(d.mean() - t.ppf(level, n - 1) * se)
-
-
-def _seed_noise(runs) -> float:
-    """Pooled seed-to-seed SD of max test accuracy over configs with >= 2 seeds (NaN if none)."""
-    import numpy as np
-    g = runs.groupby(["dataset", "block", runs["init"].fillna(""), runs["regime"].fillna("")])["max_test_acc"]
-    var = g.var(ddof=1)
-    n = g.count()
-    ok = n >= 2
-    if not ok.any():
-        return float("nan")
-    return float(np.sqrt(((n[ok] - 1) * var[ok]).sum() / (n[ok] - 1).sum()))
-
-
-def _test_noise(runs) -> float:
-    """Binomial SE of one accuracy on the test subset, at the base's accuracy: the floor of any noise."""
-    b = runs[runs["block"] == 0]
-    if b.empty or "test_images" not in b:
-        return float("nan")
-    p, n = float(b["max_test_acc"].mean()), float(b["test_images"].mean())
-    return math.sqrt(p * (1 - p) / n) if n > 0 else float("nan")
-
-
-def _unconverged_base(runs) -> str:
-    """A caveat when a base reached its best accuracy at its last epoch ('' otherwise).
-
-    Its children train ``epochs`` more epochs from it; if the base was still improving,
-    a child can beat it by training longer, not by being compressed (claims C3, C4).
-    """
-    if "epoch_of_max" not in runs.columns or "epochs" not in runs.columns:
-        return ""
-    b = runs[runs["block"] == 0]
-    last = b[b["epoch_of_max"] >= b["epochs"]]
-    if last.empty:
-        return ""
-    kid_epochs = runs.loc[runs["block"] > 0, "epochs"]
-    more = f", and every child trains {kid_epochs.max():g} epochs more from it" if len(kid_epochs) else ""
-    return (f"{len(last)} of {len(b)} base(s) reached their best accuracy at their last epoch "
-            f"({int(last['epochs'].iloc[0])}) and were still improving{more}: part of a child's lead "
-            "over its base may be extra training")
-
-
-def _pct(x: float) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:+.1f} pts"
-
-
-def _claim_c1(runs, alpha: float, tol: float) -> tuple[str, str, dict]:
-    """C1, "no block is more critical than another" (paper Sec. 4 and 5).
-
-    Test. For each seed s and block b, d[s, b] is the mean over the three TM
-    initialisers of (child's max test accuracy - base's max test accuracy of seed s);
-    TM is the regime in which the whole network adapts to the compressed block, so
-    d[s, b] measures what losing block b's depth costs. D_b is the mean of d[s, b]
-    over seeds, R = max_b D_b - min_b D_b the spread across blocks.
-
-    * fewer than 2 blocks, or fewer than 2 seeds per block: inconclusive (with one
-      seed a block difference cannot be told from seed-to-seed noise);
-    * R <= tol: holds (every block costs the same within ``tol``);
-    * a one-way ANOVA of d[s, b] with blocks as groups gives p < alpha: does not hold
-      (the most critical block is the one with the lowest D_b);
-    * otherwise inconclusive (a spread above ``tol`` that is within seed noise).
-    """
-    import numpy as np
-    from scipy.stats import f as f_dist
-    m = margins(runs)
-    m = m[m["regime"] == "thawed"]
-    d = m.groupby(["seed", "block"])["delta"].mean().reset_index()
-    D = d.groupby("block")["delta"].mean()
-    nums = {"range": float("nan"), "p": float("nan"), "blocks": int(len(D)),
-            "seeds": int(d["seed"].nunique()) if len(d) else 0, "tol": tol}
-    if len(D) < 2:
-        return "inconclusive", "fewer than two blocks have TM networks and a base", nums
-    R = float(D.max() - D.min())
-    worst, best = int(D.idxmin()), int(D.idxmax())
-    nums.update({"range": R, "worst_block": worst, "worst_delta": float(D.min()), "best_block": best,
-                 "best_delta": float(D.max())})
-    per_block = {int(b): float(v) for b, v in D.items()}
-    nums["delta_by_block"] = per_block
-    text = (f"TM accuracy minus the base's, by block: "
-            + ", ".join(f"b{b} {_pct(v)}" for b, v in per_block.items())
-            + f"; spread across blocks {100 * R:.1f} pts (tolerance {100 * tol:.1f})")
-    groups = [g["delta"].to_numpy() for _, g in d.groupby("block")]
-    if min(len(g) for g in groups) < 2:
-        return "inconclusive", text + "; one seed: no estimate of seed noise to compare the spread with", nums
-    k, N = len(groups), sum(len(g) for g in groups)
-    grand = np.concatenate(groups).mean()
-    ssb = sum(len(g) * (g.mean() - grand) ** 2 for g in groups)
-    ssw = sum(((g - g.mean()) ** 2).sum() for g in groups)
-    if ssw == 0:
-        p = 0.0 if ssb > 0 else 1.0
-    else:
-        p = float(f_dist.sf((ssb / (k - 1)) / (ssw / (N - k)), k - 1, N - k))
-    nums["p"] = p
-    text += f"; ANOVA over blocks p = {p:.3g}"
-    if R <= tol:
-        return "holds", text, nums
-    if p < alpha:
-        return "does not hold", text + f"; block {worst} is the most critical", nums
-    return "inconclusive", text + "; the spread is within seed noise", nums
-
-
-def _claim_c2(runs, alpha: float, margin: float) -> tuple[str, str, dict]:
-    """C2, "FM models are much worse than TM models" (paper Sec. 4: "significantly lower").
-
-    Test. Pairs: every (seed, block, init) with both an FM and a TM network; gap =
-    TM accuracy - FM accuracy. G is the mean gap; a one-sided sign test asks whether
-    TM beats FM in more pairs than chance (ties dropped).
-
-    * fewer than 5 pairs: inconclusive (a sign test cannot reach p < 0.05);
-    * sign test p < alpha and G >= margin: holds;
-    * sign test p < alpha and G < margin: does not hold (FM is worse, but not by ``margin``);
-    * sign test p >= alpha and G < margin: does not hold (FM is not consistently worse);
-    * sign test p >= alpha and G >= margin: inconclusive (large but inconsistent gap).
-
-    The pairs are distinct networks, so one seed already gives a test across
-    configurations; with several seeds the per-seed mean gaps are reported too.
-    """
-    g = regime_gaps(runs)
-    k, n, p = _sign_test(g["gap"], "greater")
-    nums = {"pairs": int(len(g)), "tm_wins": k, "p": p, "margin": margin,
-            "mean_gap": float(g["gap"].mean()) if len(g) else float("nan"),
-            "min_gap": float(g["gap"].min()) if len(g) else float("nan"),
-            "max_gap": float(g["gap"].max()) if len(g) else float("nan")}
-    if len(g) < 5:
-        return "inconclusive", f"only {len(g)} FM/TM pair(s)", nums
-    G = nums["mean_gap"]
-    per_seed = g.groupby("seed")["gap"].mean()
-    nums["gap_by_seed"] = {int(s): float(v) for s, v in per_seed.items()}
-    text = (f"TM beats FM in {k} of {n} pairs (sign test p = {p:.3g}); mean gap {_pct(G)} "
-            f"(range {_pct(nums['min_gap'])} to {_pct(nums['max_gap'])}; 'much' = at least {100 * margin:.0f} pts)")
-    if p < alpha:
-        return ("holds" if G >= margin else "does not hold"), text, nums
-    return ("inconclusive" if G >= margin else "does not hold"), text, nums
-
-
-def _claim_c3(runs, alpha: float) -> tuple[str, str, dict]:
-    """C3, "TM models can exceed the base" (paper Sec. 4: TM models "often out perform the baseline").
-
-    Test. For each TM config c (block x init) the per-seed differences
-    e[s] = acc(c, s) - base(s). c exceeds the base when the one-sided lower
-    confidence bound of mean(e) at level 1 - alpha/m is above 0 (t distribution;
-    Bonferroni over the m TM configs, since "can exceed" is a maximum over m tries).
-
-    * fewer than 2 seeds: inconclusive (seed noise unknown; the count of TM networks
-      above their base on that seed is reported);
-    * at least one config exceeds: holds;
-    * no config above the base even on average: does not hold;
-    * otherwise inconclusive (above the base on average, within noise).
-    """
-    m = margins(runs)
-    m = m[m["regime"] == "thawed"]
-    cfg = m.groupby(["block", "init"])["delta"]
-    means, counts = cfg.mean(), cfg.count()
-    nums = {"configs": int(len(means)), "above": int((means > 0).sum()),
-            "best_delta": float(means.max()) if len(means) else float("nan"),
-            "share_above": float((m["delta"] > 0).mean()) if len(m) else float("nan"),
-            "networks": int(len(m)), "test_se": _test_noise(runs)}
-    if len(means) == 0:
-        return "inconclusive", "no TM network with a base", nums
-    b, i = means.idxmax()
-    nums["best"] = f"b{b} TM-{_SHORT_INIT[i]}"
-    text = (f"{int((m['delta'] > 0).sum())} of {len(m)} TM networks above their base; "
-            f"best config {nums['best']} at {_pct(nums['best_delta'])} (mean over seeds)")
-    if counts.min() < 2:
-        se = nums["test_se"]
-        return "inconclusive", (text + f"; one seed: seed noise unknown (the test subset alone gives "
-                                f"an SE of {100 * se:.1f} pts per accuracy)"), nums
-    level = 1 - alpha / len(means)
-    lbs = {k: _lower_bound(g.to_numpy(), level) for k, g in cfg}
-    exceed = [k for k, lb in lbs.items() if lb > 0]
-    nums["exceeding"] = len(exceed)
-    text += f"; {len(exceed)} config(s) above the base beyond seed noise (Bonferroni over {len(means)})"
-    if exceed:
-        return "holds", text, nums
-    return ("does not hold" if nums["above"] == 0 else "inconclusive"), text, nums
-
-
-def _claim_c4(runs, alpha: float) -> tuple[str, str, dict]:
-    """C4, "STN converges faster but never exceeds the base" (paper Sec. 4-5).
-
-    Test, in two parts combined by a three-valued AND (fails if a part fails,
-    holds if both hold, else inconclusive).
-
-    (a) faster: for each (seed, block, regime), diff = STN's epochs to 99% of its max
-    minus the mean of RW's and MW's. Sign test, one-sided (STN fewer epochs), ties
-    dropped. Fewer than 5 untied pairs: inconclusive (the measure cannot tell the
-    initialisers apart, e.g. with one epoch after compression). Else holds when
-    p < alpha and mean diff < 0, fails when mean diff >= 0, and is inconclusive otherwise.
-
-    (b) never exceeds: for each STN config (block x regime) the per-seed
-    e[s] = acc - base(s). Fails: some config's one-sided lower bound at level
-    1 - alpha/m (Bonferroni over m configs) is above 0. Holds: none is, with at
-    least 2 seeds. With one seed: inconclusive (an STN network above its base on
-    one seed may be noise; one below it may be a lucky base).
-    """
-    c = convergence_diffs(runs)
-    k, n, p = _sign_test(-c["diff"], "greater")
-    mean_diff = float(c["diff"].mean()) if len(c) else float("nan")
-    by_regime = c.groupby("regime")["diff"].mean()
-    nums = {"pairs": int(len(c)), "stn_faster": k, "nonzero": n, "p_faster": p, "mean_diff": mean_diff,
-            "diff_fm": float(by_regime.get("frozen", float("nan"))),
-            "diff_tm": float(by_regime.get("thawed", float("nan")))}
-    if n < 5:
-        va = "inconclusive"  # e.g. one epoch after compression: every network converges "at epoch 1"
-    elif p < alpha and mean_diff < 0:
-        va = "holds"
-    else:
-        va = "does not hold" if mean_diff >= 0 else "inconclusive"
-    text_a = (f"(a) STN needs {mean_diff:+.2f} epochs to 99% of max vs RW/MW on average "
-              f"(FM {nums['diff_fm']:+.2f}, TM {nums['diff_tm']:+.2f}); fewer in {k} of {n} "
-              f"untied pairs (sign test p = {p:.3g}): {va}")
-    m = margins(runs)
-    m = m[m["init"] == "stn"]
-    cfg = m.groupby(["block", "regime"])["delta"]
-    means, counts = cfg.mean(), cfg.count()
-    nums.update({"stn_networks": int(len(m)), "stn_above": int((m["delta"] > 0).sum()),
-                 "stn_best_delta": float(m["delta"].max()) if len(m) else float("nan")})
-    if len(means) == 0:
-        vb = "inconclusive"
-        text_b = "(b) no STN network with a base: inconclusive"
-    elif counts.min() < 2:
-        vb = "inconclusive"
-        text_b = (f"(b) {nums['stn_above']} of {len(m)} STN networks above their base (best "
-                  f"{_pct(nums['stn_best_delta'])}); one seed: inconclusive")
-    else:
-        level = 1 - alpha / len(means)
-        exceed = [key for key, g in cfg if _lower_bound(g.to_numpy(), level) > 0]
-        nums["stn_exceeding"] = len(exceed)
-        vb = "does not hold" if exceed else "holds"
-        text_b = (f"(b) {len(exceed)} STN config(s) above the base beyond seed noise "
-                  f"({nums['stn_above']} of {len(m)} networks above it on their seed): {vb}")
-    nums["verdict_a"], nums["verdict_b"] = va, vb
-    return _combine(va, vb), text_a + "; " + text_b, nums
-
-
-def claims(runs, alpha: float = 0.05, tol: float = 0.02, margin: float = 0.05, by_dataset: bool = True):
-    """Test the paper's four conclusions (Sec. 4-5) on a runs table; one row per claim and data set.
-
-    The tests are defined in the docstrings of ``_claim_c1`` ... ``_claim_c4``
-    (``help(triage.report._claim_c1)``). Accuracies are the networks' maximum test
-    accuracy (the paper's Fig. 2 measure), convergence the epochs to 99% of it (Fig. 4).
-    With several data sets an ``all`` row per claim combines them: fails if it fails
-    on any data set, holds if it holds on all, else inconclusive.
-
-    Args:
-        runs: ``Results.runs`` (or ``triage.grid.results_table``): columns dataset, seed,
-            block, init, regime, max_test_acc, epochs_to_99pct, test_images.
-        alpha: significance level of every test.
-        tol: C1's accuracy spread across blocks (fraction) that counts as "no block more critical".
-        margin: C2's mean TM-FM gap (fraction) that counts as "much worse".
-        by_dataset: one row per data set (else one row for all data pooled).
-
-    Returns:
-        DataFrame: claim, dataset, statement, verdict (holds | does not hold | inconclusive),
-        summary (the numbers, one line), numbers (dict), seeds, networks, caveat.
-
-    Example:
-        >>> claims(load("cpu").runs)[["claim", "verdict"]]           # doctest: +SKIP
-    """
-    import pandas as pd
-    missing = [c for c in ("dataset", "seed", "block", "init", "regime", "max_test_acc", "epochs_to_99pct")
-               if c not in runs.columns]
-    if missing:
-        raise ValueError(f"the runs table lacks the column(s) {', '.join(missing)}; pass Results.runs "
-                         "or a triage.grid.results_table")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    groups = list(runs.groupby("dataset", sort=False)) if by_dataset else [("all", runs)]
-    rows = []
-    for dataset, part in groups:
-        seeds = int(part["seed"].nunique())
-        setting = setting_caveat(part)
-        unconverged = _unconverged_base(part)
-        for claim, (verdict, text, nums) in {
-                "C1": _claim_c1(part, alpha, tol), "C2": _claim_c2(part, alpha, margin),
-                "C3": _claim_c3(part, alpha), "C4": _claim_c4(part, alpha)}.items():
-            caveat = [f"{seeds} seed{'s' if seeds != 1 else ''}" + (" (the paper's claims deserve >= 3)"
-                                                                    if seeds < 3 else "")]
-            n_grid = len(part)
-            if n_grid < GRID_SIZE * seeds:
-                caveat.append(f"partial grid: {n_grid} of {GRID_SIZE * seeds} networks")
-            if claim in ("C3", "C4") and unconverged:
-                caveat.append(unconverged)
-            if claim == "C4":
-                ep = sorted(part.loc[part["block"] > 0, "epochs"].dropna().unique())
-                caveat.append(f"epochs to 99% counted in whole epochs out of {', '.join(f'{e:g}' for e in ep)} "
-                              "after compression (paper: 25); STN's initialisation epochs are not counted")
-            noise = _seed_noise(part)
-            if not math.isnan(noise):
-                nums["seed_sd"] = noise
-            caveat.append(setting)
-            rows.append({"claim": claim, "dataset": dataset, "statement": CLAIMS[claim], "verdict": verdict,
-                         "summary": text, "numbers": nums, "seeds": seeds, "networks": n_grid,
-                         "caveat": "; ".join(caveat)})
-    out = pd.DataFrame(rows)
-    if by_dataset and runs["dataset"].nunique() > 1:
-        extra = []
-        for claim, part in out.groupby("claim", sort=False):
-            extra.append({"claim": claim, "dataset": "all", "statement": CLAIMS[claim],
-                          "verdict": _combine(*part["verdict"]),
-                          "summary": "; ".join(f"{d}: {v}" for d, v in zip(part["dataset"], part["verdict"])),
-                          "numbers": {}, "seeds": int(part["seeds"].min()), "networks": int(part["networks"].sum()),
-                          "caveat": "combined over data sets: fails if it fails on one, holds if it holds on all"})
-        out = pd.concat([out, pd.DataFrame(extra)], ignore_index=True)
-    return out
-
-
-# ----------------------------------------------------------------------------- explorer
-
-def explorer(results: Results, runs_root=None, data_root=None):
-    """An ipywidgets view of the results: data set, block, initialiser, regime -> curves and activations.
-
-    For readers who run the notebook: offline, Jupyter Book renders widgets as
-    nothing, so the book draws the same views as static figures too. Activations of
-    any selected network are computed from its weights when its run folder is in the
-    store (``plots.plot_block1_activations``); otherwise only the exported Fig. 3
-    models (Base, FM-STN, TM-STN, TM-RW of block 1) can be shown.
-
-    Args:
-        results: :func:`load`'s output.
-        runs_root: run store with the weights (default ``$TRIAGE_RUNS`` or ``<checkout>/runs``).
-
-    Returns:
-        an ``ipywidgets.VBox``; display it.
-    """
-    import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from . import plots
-    from .experiments import RunStore, make_config
-    store = RunStore(runs_root) if runs_root is not None else RunStore()
-    runs, metrics, tag = results.runs, results.metrics, results.tag
-    ds = w.Dropdown(options=results.datasets, description="data set")
-    block = w.Dropdown(options=[("base", 0)] + [(f"block {b}", b) for b in range(1, 6)], value=1,
-                       description="block")
-    init = w.Dropdown(options=[("RW", "random"), ("MW", "mean"), ("STN", "stn")], value="stn",
-                      description="init")
-    regime = w.Dropdown(options=[("FM", "frozen"), ("TM", "thawed")], value="thawed", description="regime")
-    seed = w.Dropdown(options=results.seeds, description="seed (maps)")
-
-    def show(dataset, block, init, regime, seed):
-        plots.plot_run_curves(metrics, runs, dataset, block, init, regime, tag)
-        plt.show()
-        cfg = make_config(dataset, block, init if block else None, regime if block else None,
-                          results.profile, seed)
-        if store.is_done(cfg):
-            plots.plot_block1_activations(store.path(cfg), data_root=data_root)
-            plt.show()
-        elif results.activations is not None and cfg.key() in [str(k) for k in results.activations["keys"]]:
-            plots.plot_activation_maps(results.activations, tag)
-            plt.show()
-        else:
-            print(f"no weights of {dataset}/{cfg.name} (seed {seed}) in {store.root}: activations are "
-                  "exported only for Base, FM-STN, TM-STN and TM-RW of block 1")
-
-    out = w.interactive_output(show, {"dataset": ds, "block": block, "init": init, "regime": regime,
-                                      "seed": seed})
-    return w.VBox([w.HBox([ds, block, init, regime, seed]), out])
 
 
 # ----------------------------------------------------------------------------- command line

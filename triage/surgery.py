@@ -25,8 +25,9 @@ def compress_block(model: VGG, block: int) -> VGG:
     the parameter count drops by the block's convs 2..n and BNs 2..n.
 
     Args:
-        model: a :class:`~triage.models.VGG` (trained parent).
-        block: 1..5, the paper's block numbering.
+        model: a :class:`~triage.models.VGG` (trained parent), or a
+            :class:`~triage.resnet.ResNet`, handed to :func:`triage.resnet.compress_stage`.
+        block: 1..5, the paper's block numbering (a ResNet's stage, 1..num_blocks).
 
     Example:
         >>> from triage.models import vgg16_bn
@@ -34,8 +35,12 @@ def compress_block(model: VGG, block: int) -> VGG:
         >>> len(child.block(3))   # conv1, bn1, relu1, pool
         4
     """
+    from .resnet import ResNet, compress_stage  # lazy: surgery of stages lives with the ResNets
+
+    if isinstance(model, ResNet):
+        return compress_stage(model, block)
     if not isinstance(model, VGG):
-        raise TypeError(f"compress_block needs a triage VGG, got {type(model).__name__}")
+        raise TypeError(f"compress_block needs a triage VGG or ResNet, got {type(model).__name__}")
     model.block(block)  # validates the index with a clear message
     cfg = list(model.cfg)
     cfg[block - 1] = (cfg[block - 1][-1],)
@@ -51,6 +56,14 @@ def compress_block(model: VGG, block: int) -> VGG:
     return child
 
 
-def compressed_layer_names(block: int) -> tuple[str, str]:
-    """Qualified names of the compressed conv and its BN in a child of :func:`compress_block`."""
+def compressed_layer_names(block: int, model=None) -> tuple[str, str]:
+    """Qualified names of the compressed conv and its BN in a child of :func:`compress_block`.
+
+    Pass the child as ``model`` when it may be a ResNet (the names differ); without
+    it the names are VGG's.
+    """
+    from .resnet import ResNet, compressed_stage_layer_names
+
+    if isinstance(model, ResNet):
+        return compressed_stage_layer_names(block)
     return f"features.block{block}.conv1", f"features.block{block}.bn1"

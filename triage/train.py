@@ -27,7 +27,8 @@ from .surgery import compressed_layer_names
 __all__ = [
     "REGIMES", "apply_regime", "set_train_mode", "trainable_parameters", "autocast_dtype",
     "train_one_epoch", "evaluate", "make_optimizer", "make_scheduler", "epochs_to_fraction",
-    "summarise", "seed_everything", "KerasReduceLROnPlateau",
+    "summarise", "seed_everything", "KerasReduceLROnPlateau", "CachedFeatures", "predict",
+    "rng_state", "set_rng_state",
 ]
 
 REGIMES = ("frozen", "thawed")
@@ -45,6 +46,32 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+def rng_state() -> dict:
+    """Every RNG a run draws from (Python, NumPy, torch CPU and CUDA), for a checkpoint."""
+    import random
+
+    import numpy as np
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state) -> None:
+    """Restore :func:`rng_state` (a bare torch CPU state, as older checkpoints hold, works too)."""
+    import random
+
+    import numpy as np
+    if isinstance(state, torch.Tensor):
+        torch.set_rng_state(state)
+        return
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _new_layer_modules(block: int) -> tuple[str, ...]:
@@ -179,11 +206,13 @@ def make_scheduler(optimizer, factor: float, patience: int, cooldown: int, min_l
 
 def train_one_epoch(model: nn.Module, optimizer, loader, *, device, amp_dtype=None,
                     regime: str | None = None, block: int = 0, progress: bool = True,
-                    desc: str = "train") -> dict:
+                    desc: str = "train", forward=None) -> dict:
     """One pass over ``loader`` with cross-entropy. Returns ``{'loss', 'acc'}``.
 
     Loss and accuracy are accumulated on the device and read once at the end
-    (no host sync per batch).
+    (no host sync per batch). ``forward(model, x)`` replaces ``model(x)``: with a
+    :class:`CachedFeatures` loader, ``x`` is the frozen prefix's output and the
+    forward pass starts at the compressed block.
     """
     device = torch.device(device)
     set_train_mode(model, regime, block)
@@ -192,7 +221,7 @@ def train_one_epoch(model: nn.Module, optimizer, loader, *, device, amp_dtype=No
     n = 0
     for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
         with _autocast(device, amp_dtype):
-            logits = model(x)
+            logits = model(x) if forward is None else forward(model, x)
             loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -230,6 +259,93 @@ def evaluate(model: nn.Module, loader, *, device="cpu", amp_dtype=None) -> dict:
     finally:
         model.train(was_training)
     return {"loss": (loss_sum / max(n, 1)).item(), "acc": correct.item() / max(n, 1), "n": n}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader, *, device="cpu", amp_dtype=None) -> torch.Tensor:
+    """Predicted class of every image of an (unshuffled) loader, on the CPU."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for x, _ in loader:
+            with _autocast(device, amp_dtype):
+                out.append(model(x).argmax(1).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+class CachedFeatures:
+    """A training loader over the outputs of a frozen function of the image, computed once.
+
+    Under FM the blocks before the compressed one are frozen with BN in eval mode, and
+    STN's hint input and target come from the frozen parent: each is a fixed function of
+    the image and of whether it is mirrored. So ``fn`` runs once over every training image
+    and its mirror image, and each epoch replays ``loader``'s own shuffle and flip draws
+    over the stored outputs: the batches equal those the uncached pass computes (up to
+    the kernels' batch-size-dependent rounding), at the cost of the memory the outputs take.
+
+    Args:
+        fn: frozen module or function ``x -> tensor`` (or a tuple of tensors).
+        loader: the :class:`~triage.data.DeviceLoader` to mirror (train, shuffled).
+        amp_dtype: autocast dtype the outputs are computed and kept in (None: fp32).
+        batch_size: images per forward pass while filling the cache.
+
+    Example:
+        >>> feats = CachedFeatures(model.prefix(3).eval(), train_loader, amp_dtype=torch.bfloat16)
+        >>> for h, y in feats: logits = model.forward_from(h, 3)      # doctest: +SKIP
+    """
+
+    def __init__(self, fn, loader, *, amp_dtype=None, batch_size: int = 512):
+        self.loader = loader
+        device = loader.device
+        tables = {}
+        with torch.no_grad(), _autocast(device, amp_dtype):
+            for flipped in ((False, True) if loader.flip else (False,)):
+                parts = [fn(x) for x in loader.fixed_batches(flipped, batch_size)]
+                if isinstance(parts[0], tuple):
+                    tables[flipped] = tuple(torch.cat(p) for p in zip(*parts))
+                else:
+                    tables[flipped] = (torch.cat(parts),)
+        self.tables = tables
+        self.tuple_out = isinstance(parts[0], tuple)
+
+    @staticmethod
+    def nbytes_per_image(fn, loader, amp_dtype=None) -> int:
+        """Bytes the cache takes per image (both flips), measured on one image."""
+        with torch.no_grad(), _autocast(loader.device, amp_dtype):
+            out = fn(next(loader.fixed_batches(False, 1)))
+        out = out if isinstance(out, tuple) else (out,)
+        return sum(t.numel() * t.element_size() for t in out) * (2 if loader.flip else 1)
+
+    @property
+    def dataset_size(self) -> int:
+        return self.loader.dataset_size
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __iter__(self):
+        n, b, y = self.loader.dataset_size, self.loader.batch_size, self.loader.y
+        order, flips = self.loader._draws()
+        cl = self.loader.channels_last
+        for i in range(len(self)):
+            sl = slice(i * b, min(i * b + b, n))
+            idx = order[sl] if order is not None else torch.arange(sl.start, sl.stop, device=y.device)
+            outs = []
+            for k, plain in enumerate(self.tables[False]):
+                t = plain[idx]
+                if flips is not None:
+                    t = torch.where(flips[sl].view(-1, *([1] * (t.ndim - 1))), self.tables[True][k][idx], t)
+                if cl and t.ndim == 4:
+                    t = t.contiguous(memory_format=torch.channels_last)
+                outs.append(t)
+            yield (tuple(outs) if self.tuple_out else outs[0]), y[idx]
 
 
 def epochs_to_fraction(test_acc: list[float], fraction: float = 0.99) -> int:

@@ -1,0 +1,391 @@
+"""Tests of triage.claims on small balanced tables whose contrasts, CIs and p-values are worked out
+here by hand (numpy means and SDs, scipy's t distribution), and on the stored cpu results."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from triage import claims, report
+
+INITS = ("random", "mean", "stn")
+REGIMES = ("frozen", "thawed")
+SHORT = {"random": "RW", "mean": "MW", "stn": "STN", "frozen": "FM", "thawed": "TM"}
+ALPHA = 0.05
+
+
+# ----------------------------------------------------------------------------- hand-made tables
+
+def make_runs(acc, seeds, conv=lambda s, b, i, r: 5, control=None, dataset="cifar10", stn_epochs=0,
+              majority=lambda s, b, i, r: 0.2):
+    """A results-format-2 runs table of the full grid.
+
+    ``acc(seed, block, init, regime)``: accuracy in points (block 0: the base); ``control(seed)``:
+    the continued-base control's accuracy in points (None: no control rows, as in format 1).
+    """
+    rows = []
+
+    def row(s, block, init, regime, name, scheme, a):
+        return {"dataset": dataset, "profile": "campaign", "seed": s, "block": block, "init": init,
+                "regime": regime, "scheme": scheme, "name": name, "test_acc_at_best_val": a / 100,
+                "max_test_acc": a / 100 + 0.01,  # must not be read when the format-2 column is present
+                "epochs_to_99pct_val": conv(s, block, init, regime),
+                "stn_epochs": stn_epochs if init == "stn" else 0, "stop_reason": "converged",
+                "majority_frac": majority(s, block, init, regime), "test_images": 2000}
+    for s in seeds:
+        rows.append(row(s, 0, None, None, "base", "Base", acc(s, 0, None, None)))
+        if control is not None:
+            rows.append(row(s, 0, None, None, "control", "Control", control(s)))
+        for b, i, r in itertools.product(range(1, 6), INITS, REGIMES):
+            rows.append(row(s, b, i, r, f"b{b}-{i}-{r}", f"{SHORT[r]}-{SHORT[i]}", acc(s, b, i, r)))
+    return pd.DataFrame(rows)
+
+
+def noise(seed, sd, shape=(20, 6, 3, 2)):
+    """Fixed noise (points) per (seed, block, init, regime)."""
+    return np.random.default_rng(seed).normal(0, sd, size=shape)
+
+
+def by_hand(d, alpha=ALPHA):
+    """mean, SD, SE, df and the two-sided (1 - alpha) t interval of per-seed differences d."""
+    d = np.asarray(d, float)
+    n = len(d)
+    mean, sd = d.mean(), d.std(ddof=1)
+    se = sd / np.sqrt(n)
+    h = stats.t.ppf(1 - alpha / 2, n - 1) * se
+    return mean, sd, se, n - 1, (mean - h, mean + h)
+
+
+def row(rep, claim, dataset="cifar10", regime=None):
+    v = rep.verdicts
+    sel = (v["claim"] == claim) & (v["dataset"] == dataset)
+    sel &= (v["level"] == "data set") if regime is None else (v["regime"] == regime)
+    return v[sel].iloc[0]
+
+
+def block_means(acc_table, seeds, block, regime):
+    """Per-seed mean over the three initialisers of one block (points)."""
+    return np.array([np.mean([acc_table(s, block, i, regime) for i in INITS]) for s in seeds])
+
+
+# ----------------------------------------------------------------------------- C1: equivalence of blocks
+
+def test_c1_does_not_hold_with_a_5_point_block1_drop_on_every_seed():
+    seeds = range(5)
+    e = noise(1, 0.1)
+
+    def acc(s, b, i, r):
+        return 60.0 - (5.0 if b == 1 else 0.0) + (e[s, b, INITS.index(i), REGIMES.index(r)] if b else 0)
+    rep = claims.check_claims(make_runs(acc, seeds), alpha=ALPHA, margin=1.0)
+    r = row(rep, "C1")
+    assert r["verdict"] == "does not hold"
+    # by hand: every block-1 pair, both regimes; the decisive one has the smallest p of "beyond -1"
+    pairs = []
+    for regime, k in itertools.product(REGIMES, range(2, 6)):
+        d = block_means(acc, seeds, 1, regime) - block_means(acc, seeds, k, regime)
+        mean, _, se, df, ci = by_hand(d)
+        pairs.append((stats.t.cdf((mean + 1.0) / se, df), mean, ci, f"{SHORT[regime]}: block 1 - block {k}"))
+    p, mean, ci, label = min(pairs)
+    assert r["contrast"] == label
+    assert r["estimate"] == pytest.approx(mean) and mean == pytest.approx(-5, abs=0.3)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(ci)
+    assert r["p_against"] == pytest.approx(p)
+    assert r["p_against_adj"] == pytest.approx(20 * p)       # Holm's first step over the 20 block pairs
+    assert r["p_against_adj"] < ALPHA / 2 and r["n"] == 5
+    assert row(rep, "C1", regime="FM")["verdict"] == row(rep, "C1", regime="TM")["verdict"] == "does not hold"
+
+
+def test_c1_holds_when_blocks_are_equal_within_noise_with_enough_seeds():
+    seeds = range(10)
+    e = noise(2, 0.3)
+
+    def acc(s, b, i, r):
+        return 70.0 + (e[s, b, INITS.index(i), REGIMES.index(r)] if b else 0)
+    rep = claims.check_claims(make_runs(acc, seeds), alpha=ALPHA, margin=1.0)
+    r = row(rep, "C1")
+    assert r["verdict"] == "holds"
+    # by hand: TOST p of each pair = the larger one-sided p; the verdict row is the weakest pair
+    worst = None
+    for regime, (b1, b2) in itertools.product(REGIMES, itertools.combinations(range(1, 6), 2)):
+        d = block_means(acc, seeds, b1, regime) - block_means(acc, seeds, b2, regime)
+        mean, _, se, df, ci = by_hand(d)
+        p = max(stats.t.sf((mean + 1.0) / se, df), stats.t.cdf((mean - 1.0) / se, df))
+        assert -1 < ci[0] and ci[1] < 1                       # every 95% CI inside the margin
+        if worst is None or p > worst[0]:
+            worst = (p, mean, ci)
+    assert r["p"] == pytest.approx(worst[0]) and r["p"] < ALPHA / 2
+    assert r["estimate"] == pytest.approx(worst[1])
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(worst[2])
+    assert r["n"] == 10
+
+
+def test_c1_is_not_testable_with_2_seeds_and_a_1_point_margin():
+    seeds = range(2)
+    e = noise(3, 0.3)
+
+    def acc(s, b, i, r):
+        return 70.0 + (e[s, b, INITS.index(i), REGIMES.index(r)] if b else 0)
+    rep = claims.check_claims(make_runs(acc, seeds), alpha=ALPHA, margin=1.0)
+    r = row(rep, "C1")
+    assert r["verdict"] == "not testable at this n"
+    assert r["n"] == 2
+    # by hand, for the deciding (weakest) pair: its 95% CI reaches past the margin; the MDE is the
+    # narrowest margin TOST could show with 80% power at this SE: (t_0.975 + t_0.9) * se with df = 1
+    label = r["contrast"]
+    regime = {"FM": "frozen", "TM": "thawed"}[label[:2]]
+    b1, b2 = int(label.split()[2]), int(label.split()[-1])
+    d = block_means(acc, seeds, b1, regime) - block_means(acc, seeds, b2, regime)
+    mean, _, se, df, ci = by_hand(d)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(ci)
+    assert ci[0] < -1 or ci[1] > 1
+    assert r["mde"] == pytest.approx((stats.t.ppf(0.975, 1) + stats.t.ppf(0.9, 1)) * se)
+    assert "MDE" in r["note"]
+
+
+# ----------------------------------------------------------------------------- C2: FM much worse than TM
+
+def test_c2_does_not_hold_for_a_02_point_gap_over_90_networks():
+    seeds = range(3)
+    e = noise(4, 0.1)
+
+    def acc(s, b, i, r):
+        return 60.0 + (0.2 if r == "thawed" else 0.0) + (e[s, b, INITS.index(i), REGIMES.index(r)] if b else 0)
+    runs = make_runs(acc, seeds)
+    assert (runs["block"] > 0).sum() == 90
+    rep = claims.check_claims(runs, alpha=ALPHA, much=5.0)
+    r = row(rep, "C2")
+    assert r["verdict"] == "does not hold"
+    d = [np.mean([acc(s, b, i, "thawed") - acc(s, b, i, "frozen") for b in range(1, 6) for i in INITS])
+         for s in seeds]
+    mean, _, se, df, ci = by_hand(d)
+    assert r["estimate"] == pytest.approx(mean) and mean == pytest.approx(0.2, abs=0.15)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(ci)
+    assert r["p"] == pytest.approx(stats.t.sf((mean - 5.0) / se, df))          # H1: gap > 5
+    assert r["p_against"] == pytest.approx(stats.t.cdf((mean - 5.0) / se, df))  # H1: gap < 5
+    assert r["n"] == 3
+
+
+def test_c2_holds_when_tm_is_10_points_better_on_every_seed():
+    e = noise(5, 0.5)
+
+    def acc(s, b, i, r):
+        return 50.0 + (10 if r == "thawed" else 0) + (e[s, b, INITS.index(i), REGIMES.index(r)] if b else 0)
+    assert row(claims.check_claims(make_runs(acc, range(3))), "C2")["verdict"] == "holds"
+
+
+# ----------------------------------------------------------------------------- C4b: STN never exceeds the control
+
+def stn_table(offset, seeds, sd=0.1, seed=6):
+    """STN networks ``offset`` points from the control on every seed; other networks at the control."""
+    e = noise(seed, sd)
+    ctrl = {s: 60.0 + 0.5 * s for s in seeds}
+
+    def acc(s, b, i, r):
+        if b == 0:
+            return 58.0
+        return ctrl[s] + (offset if i == "stn" else 0.0) + e[s, b, INITS.index(i), REGIMES.index(r)]
+    return acc, ctrl
+
+
+def test_c4b_does_not_hold_when_stn_is_2_points_above_the_control_on_every_seed():
+    seeds = range(5)
+    acc, ctrl = stn_table(2.0, seeds)
+    rep = claims.check_claims(make_runs(acc, seeds, control=ctrl.get), margin=1.0)
+    r = row(rep, "C4b")
+    assert r["verdict"] == "does not hold"
+    configs = []
+    for b, regime in itertools.product(range(1, 6), REGIMES):
+        d = [acc(s, b, "stn", regime) - ctrl[s] for s in seeds]
+        mean, _, se, df, ci = by_hand(d)
+        configs.append((stats.t.sf((mean - 1.0) / se, df), mean, ci, f"b{b} {SHORT[regime]}-STN - control"))
+    p, mean, ci, label = min(configs)
+    assert r["contrast"] == label
+    assert r["estimate"] == pytest.approx(mean) and (r["ci_low"], r["ci_high"]) == pytest.approx(ci)
+    assert r["p_against_adj"] == pytest.approx(10 * p) and r["p_against_adj"] < ALPHA / 2   # Holm, 10 configs
+
+
+def test_c4b_holds_when_stn_is_5_points_below_the_control():
+    seeds = range(3)
+    acc, ctrl = stn_table(-5.0, seeds)
+    rep = claims.check_claims(make_runs(acc, seeds, control=ctrl.get), margin=1.0)
+    r = row(rep, "C4b")
+    assert r["verdict"] == "holds"
+    # every config's upper 95% bound below +1; the row shows the weakest (largest p of "below +1")
+    configs = []
+    for b, regime in itertools.product(range(1, 6), REGIMES):
+        d = [acc(s, b, "stn", regime) - ctrl[s] for s in seeds]
+        mean, _, se, df, ci = by_hand(d)
+        assert ci[1] < 1.0
+        configs.append((stats.t.cdf((mean - 1.0) / se, df), mean, ci))
+    p, mean, ci = max(configs)
+    assert r["p"] == pytest.approx(p) and r["estimate"] == pytest.approx(mean)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(ci)
+
+
+def test_c4b_holds_when_stn_exceeds_the_control_beyond_noise_but_within_the_margin():
+    # the CI lies inside (0, margin): a real but negligible excess is not "exceeding the base"
+    seeds = range(8)
+    acc, ctrl = stn_table(0.4, seeds, sd=0.05)
+    rep = claims.check_claims(make_runs(acc, seeds, control=ctrl.get), margin=1.0)
+    r = row(rep, "C4b")
+    assert r["verdict"] == "holds"
+    assert 0 < r["ci_low"] and r["ci_high"] < 1
+    assert "above the control beyond noise but by less than 1" in r["note"]
+    # the same excess does not count as exceeding for C3 either
+    assert row(rep, "C3")["verdict"] == "does not hold"
+
+
+# ----------------------------------------------------------------------------- C3 and C4a
+
+def test_c3_holds_when_one_tm_config_exceeds_the_control_by_more_than_the_margin():
+    seeds = range(6)
+    e = noise(7, 0.1)
+    ctrl = {s: 60.0 for s in seeds}
+
+    def acc(s, b, i, r):
+        lead = 4.0 if (b, i, r) == (2, "random", "thawed") else -2.0
+        return 58.0 if b == 0 else 60.0 + lead + e[s, b, INITS.index(i), REGIMES.index(r)]
+    rep = claims.check_claims(make_runs(acc, seeds, control=ctrl.get), margin=1.0)
+    r = row(rep, "C3")
+    assert r["verdict"] == "holds" and r["contrast"] == "b2 TM-RW - control"
+    d = [acc(s, 2, "random", "thawed") - 60.0 for s in seeds]
+    mean, _, se, df, ci = by_hand(d)
+    assert r["p_adj"] == pytest.approx(15 * stats.t.sf((mean - 1.0) / se, df))   # Holm over 15 TM configs
+
+
+def test_c4a_counts_stn_hint_epochs():
+    seeds = range(4)
+    e = noise(8, 0.3)
+    acc = lambda s, b, i, r: 60.0  # noqa: E731
+
+    def conv(s, b, i, r):   # STN reaches 99% 3 epochs sooner after compression
+        return 8.0 - (3.0 if i == "stn" else 0.0) + (e[s, b, INITS.index(i), REGIMES.index(r)] if b else 0)
+    fast = claims.check_claims(make_runs(acc, seeds, conv=conv, stn_epochs=0), epoch_margin=1.0)
+    assert row(fast, "C4a")["verdict"] == "holds"
+    d = [np.mean([conv(s, b, "stn", "frozen")
+                  - (conv(s, b, "random", "frozen") + conv(s, b, "mean", "frozen")) / 2 for b in range(1, 6)])
+         for s in seeds]
+    mean, *_ , ci = by_hand(d)
+    fm = row(fast, "C4a", regime="FM")
+    assert fm["estimate"] == pytest.approx(mean) and (fm["ci_low"], fm["ci_high"]) == pytest.approx(ci)
+    # with 4 hint epochs STN is one epoch slower: not faster
+    slow = claims.check_claims(make_runs(acc, seeds, conv=conv, stn_epochs=4), epoch_margin=1.0)
+    assert row(slow, "C4a")["verdict"] == "does not hold"
+    assert row(slow, "C4a", regime="FM")["estimate"] == pytest.approx(mean + 4)
+    assert "4 hint epochs counted" in row(slow, "C4a")["note"]
+
+
+# ----------------------------------------------------------------------------- collapse, formats, input
+
+def test_collapsed_networks_are_left_out_and_listed():
+    seeds = range(3)
+    e = noise(9, 0.1)
+
+    def acc(s, b, i, r):
+        return 60.0 + (e[s, b, INITS.index(i), REGIMES.index(r)] if b else 0)
+
+    def majority(s, b, i, r):     # one FM-STN network answers one class: a failure, not a 10% result
+        return 0.97 if (s, b, i, r) == (1, 3, "stn", "frozen") else 0.15
+    runs = make_runs(acc, seeds, majority=majority)
+    runs.loc[runs["majority_frac"] > 0.9, "test_acc_at_best_val"] = 0.10
+    rep = claims.check_claims(runs)
+    assert rep.collapsed[["seed", "name"]].values.tolist() == [[1, "b3-stn-frozen"]]
+    assert "1 collapsed network(s) left out" in row(rep, "C2")["note"]
+    # seed 1's C2 pair (b3, stn) is dropped; its other 14 pairs remain
+    d = [np.mean([acc(s, b, i, "thawed") - acc(s, b, i, "frozen") for b in range(1, 6) for i in INITS
+                  if (s, b, i) != (1, 3, "stn")]) for s in seeds]
+    assert row(rep, "C2")["estimate"] == pytest.approx(np.mean(d))
+
+
+def test_format1_tables_use_the_paper_measures_and_have_no_control():
+    t = make_runs(lambda s, b, i, r: 60.0, range(3)).drop(
+        columns=["test_acc_at_best_val", "epochs_to_99pct_val", "majority_frac", "stop_reason"])
+    t = t.rename(columns={"epochs_to_99pct_val": "epochs_to_99pct"}).assign(epochs_to_99pct=4)
+    rep = claims.check_claims(t)
+    assert rep.measures["accuracy"] == "max_test_acc" and rep.measures["convergence"] == "epochs_to_99pct"
+    assert row(rep, "C3")["verdict"] == row(rep, "C4b")["verdict"] == "not testable: no control"
+    assert rep.collapsed.empty
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"margin": 0}, "margin must be a positive"), ({"margin": -1}, "margin must be a positive"),
+    ({"alpha": 0}, r"alpha must be in \(0, 1\)"), ({"alpha": 1.5}, r"alpha must be in \(0, 1\)"),
+])
+def test_bad_parameters_give_one_clear_error(kw, match):
+    with pytest.raises(ValueError, match=match):
+        claims.check_claims(make_runs(lambda s, b, i, r: 60.0, range(3)), **kw)
+
+
+def test_a_table_without_seeds_gives_one_clear_error():
+    t = make_runs(lambda s, b, i, r: 60.0, range(3))
+    with pytest.raises(ValueError, match="no seeds"):
+        claims.check_claims(t.drop(columns="seed"))
+    with pytest.raises(ValueError, match="no seeds"):
+        claims.check_claims(t.assign(seed=np.nan))
+
+
+def test_fig3_cka_against_the_base_vs_base_reference():
+    seeds = range(3)
+    runs = make_runs(lambda s, b, i, r: 60.0, seeds, control=lambda s: 60.0)
+    runs["cka_block1"] = np.where(runs["scheme"].str.endswith("STN"), 0.95, 0.6) + 0.01 * runs["seed"]
+    bases = pd.DataFrame({"dataset": "cifar10", "seed_a": [0, 0, 1], "seed_b": [1, 2, 2],
+                          "cka_block1": [0.70, 0.72, 0.74]})
+    f = claims.fig3_cka(runs, bases).set_index("scheme")
+    assert f.loc["TM-STN", "n"] == 3 and f.loc["TM-STN", "cka"] == pytest.approx(0.96)
+    assert f.loc["TM-STN", "bases_cka"] == pytest.approx(0.72)
+    assert f.loc["TM-STN", "p"] == pytest.approx(
+        stats.ttest_ind([0.95, 0.96, 0.97], [0.70, 0.72, 0.74], equal_var=False).pvalue)
+    assert claims.fig3_cka(runs.drop(columns="cka_block1")) is None
+
+
+def test_plot_claim_draws_every_claim():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    acc, ctrl = stn_table(-5.0, range(3))
+    rep = claims.check_claims(make_runs(acc, range(3), control=ctrl.get))
+    for c in claims.CLAIMS:
+        ax = claims.plot_claim(rep, c)
+        assert len(ax.get_yticklabels()) >= 1
+    claims.plot_claim(rep, "C1", detail=True)
+    plt.close("all")
+
+
+# ----------------------------------------------------------------------------- the stored cpu results
+
+def test_stored_cpu_results():
+    """Real data (results format 1): runs without error; no control, so C3 and C4b are not testable."""
+    path = report.default_results_root() / "cpu" / "runs.csv"
+    if not path.is_file():
+        pytest.skip("no stored cpu results")
+    runs = pd.read_csv(path)     # read directly: independent of report.load's format check
+    rep = claims.check_claims(runs)
+    v = rep.verdicts
+    assert set(v["verdict"]) <= set(claims.VERDICTS)
+    datasets, seeds = runs["dataset"].nunique(), runs["seed"].nunique()
+    d = v[v["level"] == "data set"]
+    assert len(d) == 5 * datasets
+    assert (d.loc[d["claim"].isin(["C3", "C4b"]), "verdict"] == "not testable: no control").all()
+    assert rep.measures["accuracy"] == "max_test_acc" and rep.measures["convergence"] == "epochs_to_99pct"
+    assert (d.loc[d["claim"] == "C1", "n"] == seeds).all()
+    # C2's estimate is the mean over seeds of the per-seed mean TM - FM gap, in points
+    mn = runs[(runs["dataset"] == "mnist") & (runs["block"] > 0)]
+    gap = mn.pivot_table("max_test_acc", ["seed", "block", "init"], "regime")
+    per_seed = 100 * (gap["thawed"] - gap["frozen"]).groupby("seed").mean()
+    assert row(rep, "C2", "mnist")["estimate"] == pytest.approx(per_seed.mean())
+    assert set(rep.counts["claim"]) == set(claims.CLAIMS)
+    for c in claims.CLAIMS:
+        for ds in runs["dataset"].unique():
+            assert claims.explain(rep, c, ds)
+    assert claims.cka_bases(profile="cpu") is None and claims.fig3_cka(runs) is None
+
+
+def test_holm_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+    p = np.array([0.04, 0.001, 0.3, 0.012, 0.2, 0.03])
+    assert claims._holm(p) == pytest.approx(multipletests(p, method="holm")[1])
+    got = claims._holm(np.array([0.02, np.nan, 0.01]))
+    assert np.isnan(got[1]) and got[[0, 2]] == pytest.approx(multipletests([0.02, 0.01], method="holm")[1])

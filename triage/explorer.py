@@ -1,0 +1,974 @@
+"""The interactive explorer: any stored network of the triage grid, in ipywidgets.
+
+Pick a data set, block, initialiser, regime and seed and see that network's learning
+curves (train, validation and test, where stored) against its base and the
+continued-base control, its place in the paper's Fig. 2, and its block-1 activations
+beside the base's; tick "compare" for a second network side by side. Two tabs show the
+critical paths (class -> top filters, their activation-maximisation images, the
+distilled network's TP/FP) and the autopsy (layer -> weight histogram, PCA curve,
+sparsity) of the selected network.
+
+Everything is read from stored results (``triage.report.load``, ``results/critical``,
+``results/autopsy``). Nothing is ever trained: an analysis that is not stored is
+computed only when the network's weights are there (the run store, or a base exported
+with results format 2), on request and with a progress bar. Bad input (a network that
+is not stored, a data set without results) is a message in the page.
+
+Figures are PNG ``ipywidgets.Image``s redrawn by ``observe`` callbacks. The earlier
+explorer used ``interactive_output`` with ``plt.show()`` into an ``Output`` widget, the
+pattern of the nbclient hang reports (jupyter/nbclient#312, jupyter/nbconvert#2029);
+this one needs no ``Output`` capture and no inline backend.
+
+Served as an app without code cells: ``voila book/explorer.ipynb`` (or ``triage explore``).
+
+Example:
+    >>> from triage import explorer
+    >>> app = explorer.Explorer(profile="cpu")       # doctest: +SKIP
+    >>> app                                           # doctest: +SKIP  (displays the widget)
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["Explorer", "app", "explorer", "headline", "find_network", "network_label", "block1_maps",
+           "stored_analysis", "curves_figure", "fig2_figure", "activations_figure", "default_profile",
+           "in_voila", "is_live", "add_commands", "main"]
+
+N_FILTERS = 10            # Fig. 3 shows the first ten block-1 filters
+TOP_K = 3                 # the critical-paths chapter's Fig. 2: top three filters per class
+_INITS = (("RW", "random"), ("MW", "mean"), ("STN", "stn"))
+_REGIMES = (("FM", "frozen"), ("TM", "thawed"))
+_LABEL = {v: k for k, v in _INITS + _REGIMES}      # random -> RW, thawed -> TM, ...
+_SPLIT_COLOURS = {"train": "C0", "val": "C2", "test": "C3"}
+
+
+# ----------------------------------------------------------------------------- stored results
+
+def headline(runs) -> str:
+    """The accuracy column a network is judged by: results format 2's ``test_acc_at_best_val``, else
+    format 1's ``max_test_acc`` (the paper's Fig. 2 measure)."""
+    return "test_acc_at_best_val" if "test_acc_at_best_val" in runs.columns else "max_test_acc"
+
+
+def _is_control(runs):
+    return runs["name"] == "control" if "name" in runs.columns else runs["block"] != runs["block"]
+
+
+def find_network(results, dataset: str, block, init=None, regime=None, seed: int = 0):
+    """The stored row of one network (``results.runs``), or ``LookupError`` saying what is missing.
+
+    Args:
+        results: ``triage.report.load`` output.
+        block: 0 (the base), 1..5, or ``"control"`` (the base trained on with the children's schedule).
+        init, regime: the child's initialiser and regime (ignored for the base and the control).
+
+    Example:
+        >>> find_network(report.load("cpu"), "cifar10", 3, "stn", "thawed", seed=1)["key"]   # doctest: +SKIP
+    """
+    runs = results.runs
+    part = runs[runs["dataset"] == dataset]
+    if part.empty:
+        have = ", ".join(results.datasets) or "none"
+        raise LookupError(f"No {dataset} results in the {results.profile} results (stored: {have}). Train "
+                          f"them with `python -m triage grid --dataset {dataset} --profile {results.profile}`.")
+    if int(seed) not in set(int(s) for s in part["seed"]):
+        seeds = ", ".join(str(int(s)) for s in sorted(part["seed"].unique()))
+        raise LookupError(f"No {dataset} network of seed {seed} is stored (seeds: {seeds}).")
+    part = part[part["seed"] == int(seed)]
+    ctrl = _is_control(part)
+    if block == "control":
+        sel = part[ctrl]
+    elif int(block) == 0:
+        sel = part[(part["block"] == 0) & ~ctrl]
+    else:
+        sel = part[(part["block"] == int(block)) & (part["init"] == init) & (part["regime"] == regime)]
+    if sel.empty:
+        name = _name(block, init, regime)
+        why = ("the control is trained only by results format 2 profiles (e.g. campaign)" if block == "control"
+               else f"{len(part)} {dataset} networks of seed {seed} are stored: the grid is partial")
+        raise LookupError(f"{dataset} {name} (seed {seed}) is not in the {results.profile} results; {why}.")
+    return sel.iloc[0]
+
+
+def _name(block, init, regime) -> str:
+    if block == "control":
+        return "control"
+    if not int(block):
+        return "base"
+    return f"b{int(block)} {_LABEL[regime]}-{_LABEL[init]}"
+
+
+def network_label(row) -> str:
+    """``cifar10 b1 TM-STN, seed 0`` (for titles and messages)."""
+    block = "control" if row["name"] == "control" else row["block"]
+    return f"{row['dataset']} {_name(block, row['init'], row['regime'])}, seed {int(row['seed'])}"
+
+
+def _run(row) -> str:
+    return f"{row['name']}-{row['key']}"
+
+
+def _analyses_root() -> Path:
+    from .report import default_results_root
+    return default_results_root().parent
+
+
+def _config(row, results=None):
+    """The ``RunConfig`` of a stored network: its exported config.json, else rebuilt from its row
+    (checked against the stored key); None when neither gives the stored key."""
+    from .experiments import RunConfig
+    folder = _export_dir(results, row) if results is not None else None
+    if folder is not None and (folder / "config.json").is_file():
+        return RunConfig(**json.loads((folder / "config.json").read_text())["config"])
+    kw = {}
+    for f in dataclasses.fields(RunConfig):
+        if f.name not in row.index:
+            continue
+        v = row[f.name]
+        v = v.item() if hasattr(v, "item") else v
+        if v is not None and not (isinstance(v, float) and math.isnan(v)):
+            t = str(f.type)  # CSV round trip: ints come back as floats where a column has NaNs
+            v = bool(v) if t.startswith("bool") else int(v) if t.startswith("int") else \
+                float(v) if t.startswith("float") else str(v)
+        else:
+            v = None
+        kw[f.name] = v
+    try:
+        cfg = RunConfig(**kw)
+    except (TypeError, ValueError):
+        return None
+    return cfg if cfg.key() == row["key"] else None
+
+
+def _export_dir(results, row) -> Path | None:
+    """``results/triage/<profile>/runs/<dataset>/<name>-<key>/`` (results format 2), if exported."""
+    d = Path(results.path) / "runs" / row["dataset"] / _run(row) if results.path is not None else None
+    return d if d is not None and d.is_dir() else None
+
+
+def _weights_dir(results, row, runs_root=None) -> Path | None:
+    """The folder holding the network's weights: its run-store folder, or its export (bases, controls)."""
+    from .experiments import default_runs_root
+    root = Path(runs_root) if runs_root is not None else default_runs_root()
+    for d in (root / results.profile / row["dataset"] / _run(row), _export_dir(results, row)):
+        if d is not None and (d / "weights.pt").is_file() and (d / "config.json").is_file():
+            return d
+    return None
+
+
+def block1_maps(results, row, runs_root=None, data_root=None):
+    """The first ten block-1 activation maps of a network on the fixed Fig. 3 test image.
+
+    Read, in order, from its exported ``block1.npz`` (results format 2), from the
+    exported Fig. 3 arrays (format 1: Base, FM-STN, TM-STN and TM-RW of block 1),
+    or computed from its weights when they are present.
+
+    Returns:
+        ((F, H, W) float32 array, where it came from), or (None, why not).
+    """
+    import numpy as np
+    export = _export_dir(results, row)
+    if export is not None and (export / "block1.npz").is_file():
+        with np.load(export / "block1.npz", allow_pickle=False) as z:
+            return z["maps"][:N_FILTERS].astype(np.float32), "exported block1.npz"
+    acts = results.activations
+    if acts is not None and row["key"] in [str(k) for k in acts["keys"]]:
+        i = [str(k) for k in acts["keys"]].index(row["key"])
+        return np.asarray(acts["activations"][i], dtype=np.float32), "exported Fig. 3 arrays"
+    wdir = _weights_dir(results, row, runs_root)
+    if wdir is None:
+        return None, (f"the block-1 maps of {network_label(row)} are not stored (results format 1 exports "
+                      "them for Fig. 3's four networks only) and its weights are not in the run store")
+    from .experiments import load_model
+    from .plots import fixed_test_image
+    from .similarity import block1_activations
+    model = load_model(wdir, "cpu")
+    x, _ = fixed_test_image(row["dataset"], _image_index(results), data_root, int(row["resolution"]))
+    return block1_activations(model, x)[0, :N_FILTERS].float().numpy(), f"computed from the weights in {wdir}"
+
+
+def _image_index(results) -> int:
+    acts = results.activations
+    return int(acts["image_index"]) if acts is not None and "image_index" in acts else 0
+
+
+def _input_image(results, dataset, data_root=None):
+    """The fixed test image (H, W[, C]) uint8, or None where neither exported nor on disk."""
+    import numpy as np
+    acts = results.activations
+    if acts is not None and str(acts.get("dataset")) == dataset:
+        img = np.asarray(acts["image"])
+    else:
+        from .data import DataError
+        from .plots import fixed_test_image
+        try:
+            img = fixed_test_image(dataset, _image_index(results), data_root)[1].numpy()
+        except (DataError, OSError, ValueError):
+            return None
+    img = img.transpose(1, 2, 0)
+    return img[..., 0] if img.shape[-1] == 1 else img
+
+
+def stored_analysis(kind: str, results, row, root=None) -> dict | None:
+    """The stored autopsy or critical-paths results of one network, or None.
+
+    Reads the newest ``<root>/<kind>/<profile>/<dataset>/<name>-<key>/<params>/`` folder
+    that ``triage.autopsy.analyse_run`` / ``triage.critical.analyse_run`` wrote: one
+    DataFrame per CSV table, ``meta`` (its JSON) and, for critical paths, ``maps``
+    (``ClassMaps``). Never computes anything.
+
+    Args:
+        kind: ``"autopsy"`` or ``"critical"``.
+        root: the results folder (default: ``<checkout>/results`` or ``$TRIAGE_RESULTS``).
+    """
+    import pandas as pd
+    if kind not in ("autopsy", "critical"):
+        raise ValueError(f"kind must be 'autopsy' or 'critical', got {kind!r}")
+    folder = Path(root or _analyses_root()) / kind / results.profile / row["dataset"] / _run(row)
+    metas = sorted(folder.glob(f"*/{kind}.json"), key=lambda p: p.stat().st_mtime)
+    if not metas:
+        return None
+    d = metas[-1].parent
+    # autopsy tables hold "None" and "all" as values (decimals kept): only "" is missing there
+    na = dict(keep_default_na=False, na_values=[""]) if kind == "autopsy" else {}
+    out = {p.stem: pd.read_csv(p, **na) for p in sorted(d.glob("*.csv"))}
+    out["meta"], out["path"] = json.loads(metas[-1].read_text()), d
+    if kind == "critical" and "maps" in out:
+        from .critical import ClassMaps
+        out["maps"] = ClassMaps.from_csv(d / "maps.csv")
+    return out
+
+
+def _stored_runs(kind: str, results, dataset, root=None) -> list[str]:
+    """Labels of the networks of ``dataset`` that have stored ``kind`` results."""
+    folder = Path(root or _analyses_root()) / kind / results.profile / dataset
+    keys = {p.parent.parent.name.rsplit("-", 1)[-1] for p in folder.glob(f"*/*/{kind}.json")}
+    runs = results.runs
+    return [network_label(r) for _, r in runs[runs["key"].isin(keys)].iterrows()]
+
+
+# ----------------------------------------------------------------------------- figures
+
+@contextlib.contextmanager
+def _closing_figures():
+    """Close every figure opened inside (also on error): nothing leaks to a notebook's next cell."""
+    import matplotlib.pyplot as plt
+    before = set(plt.get_fignums())
+    try:
+        yield
+    finally:
+        for n in set(plt.get_fignums()) - before:
+            plt.close(n)
+
+
+def _png(fig, dpi: int = 80) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def _same(runs, row, **match):
+    sel = (runs["dataset"] == row["dataset"]) & (runs["seed"] == row["seed"])
+    for k, v in match.items():
+        sel &= runs[k] == v
+    return runs[sel]
+
+
+def curves_figure(results, row):
+    """Accuracy and loss per epoch of one network (train, validation, test where stored).
+
+    Against: the base's headline accuracy (dotted), the control's test curve (dashed:
+    the base trained on with the children's schedule, results format 2; after the base's
+    own epochs when the network is the base) and the other seeds of the same config (thin).
+
+    Returns:
+        the Figure.
+    """
+    import matplotlib.pyplot as plt
+    m, runs, hl = results.metrics, results.runs, headline(results.runs)
+    mine = m[m["key"] == row["key"]]
+    if mine.empty:
+        raise LookupError(f"no epochs of {network_label(row)} in metrics.csv")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+    ctrl = _same(runs, row, name="control")
+    is_base = row["block"] == 0 and row["name"] != "control"
+    others = runs[(runs["dataset"] == row["dataset"]) & (runs["name"] == row["name"])
+                  & (runs["seed"] != row["seed"])]
+    for ax, what in zip(axes, ("acc", "loss")):
+        for key in others["key"]:
+            o = m[m["key"] == key]
+            ax.plot(o["epoch"], o[f"test_{what}"], "-", color=_SPLIT_COLOURS["test"], lw=0.8, alpha=0.3)
+        for split in ("train", "val", "test"):
+            col = f"{split}_{what}"
+            if col in mine.columns and mine[col].notna().any():
+                ax.plot(mine["epoch"], mine[col], "o-", ms=3, color=_SPLIT_COLOURS[split], label=split)
+        if len(ctrl) and row["name"] != "control":
+            c = m[m["key"] == ctrl["key"].iloc[0]]
+            shift = mine["epoch"].max() if is_base else 0
+            ax.plot(c["epoch"] + shift, c[f"test_{what}"], "--", color="0.35", label="control (test)")
+        ax.set_xlabel("epoch" + (" of the base" if is_base else " after compression" if row["block"] else ""))
+        ax.set_ylabel("accuracy" if what == "acc" else "loss")
+    base = _same(runs, row, block=0)
+    base = base[~_is_control(base)]
+    if not is_base and len(base):
+        axes[0].axhline(base[hl].iloc[0], ls=":", c="k", lw=1.2, label=f"base ({hl.replace('_', ' ')})")
+    if len(others):
+        axes[0].plot([], [], color=_SPLIT_COLOURS["test"], lw=0.8, alpha=0.3, label="test, other seeds")
+    axes[0].set_ylim(0, 1.02)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{network_label(row)} ({row['scheme']}): learning curves [profile: {results.profile}]",
+                 fontsize=9)
+    return fig
+
+
+def fig2_figure(results, row, fig=None):
+    """The paper's Fig. 2 for the network's data set (``plots.plot_max_accuracy``), the network circled.
+
+    Accuracy is :func:`headline`'s column; the control's mean is drawn dotted when stored.
+
+    Args:
+        fig: a figure this function returned for the same results and data set: reused (only
+            the circle moves), since Fig. 2's bootstrapped intervals take seconds to draw.
+
+    Returns:
+        the Figure.
+    """
+    from . import plots
+    runs, hl = results.runs, headline(results.runs)
+    if fig is None:
+        part = runs[runs["dataset"] == row["dataset"]]
+        ctrl = part[_is_control(part)]
+        part = part[~_is_control(part)]
+        fig = plots.plot_max_accuracy(part.assign(max_test_acc=part[hl]), results.tag)
+        fig.set_size_inches(8.5, 3.6)
+        if len(ctrl):
+            fig.axes[0].axhline(ctrl[hl].mean(), ls=":", c="0.35", lw=1.2, label="control")
+        fig.axes[0].set_ylabel(hl.replace("_", " "))
+        fig.suptitle(f"Fig. 2: {hl.replace('_', ' ')} per compressed block and scheme "
+                     f"[profile: {results.profile}]", fontsize=10)
+    ax = fig.axes[0]
+    for artist in [a for a in ax.lines if a.get_gid() == "triage-mark"]:
+        artist.remove()
+    y, label = row[hl], f"this network (seed {int(row['seed'])})"
+    if row["block"] == 0:   # the base or the control: a line, as Fig. 2 draws the base
+        ax.axhline(y, color="red", lw=2, alpha=0.7, label=label, gid="triage-mark")
+    else:
+        # seaborn's dodge puts hue i of n at block - 1 - 0.4 + 0.8 (i + 0.5) / n
+        from .report import SCHEMES
+        kids = runs[(runs["dataset"] == row["dataset"]) & (runs["block"] > 0)]
+        present = [s for s in SCHEMES if s in set(kids["scheme"])]
+        i, n = present.index(row["scheme"]), len(present)
+        ax.plot(int(row["block"]) - 1 - 0.4 + 0.8 * (i + 0.5) / n, y, "o", ms=15, mfc="none", mec="red",
+                mew=2, label=label, gid="triage-mark")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(f"{network_label(row)}: its place in Fig. 2", fontsize=9)
+    return fig
+
+
+def activations_figure(results, row, runs_root=None, data_root=None):
+    """Block-1 activation maps of a network (top row) and of its base (bottom row), one colour scale.
+
+    Returns:
+        (the Figure, a note on where the maps came from) or (None, why there are none).
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+    maps, src = block1_maps(results, row, runs_root, data_root)
+    if maps is None:
+        return None, src
+    rows, notes = [(network_label(row), maps)], [f"{network_label(row)}: {src}"]
+    base = _same(results.runs, row, block=0)
+    base = base[~_is_control(base)]
+    if len(base) and base["key"].iloc[0] != row["key"]:
+        bmaps, bsrc = block1_maps(results, base.iloc[0], runs_root, data_root)
+        notes.append(f"base: {bsrc}")
+        if bmaps is not None:
+            rows.append(("base", bmaps))
+    img = _input_image(results, row["dataset"], data_root)
+    n = min(len(a) for _, a in rows)
+    vmax = max(float(a[:n].max()) for _, a in rows) or 1.0
+    fig, axes = plt.subplots(len(rows), n + 1, figsize=(1.1 * (n + 1), 1.25 * len(rows) + 0.5),
+                             squeeze=False, constrained_layout=True)
+    for r, (label, a) in enumerate(rows):
+        if img is not None:
+            axes[r, 0].imshow(img, cmap="gray")
+        axes[r, 0].set_ylabel(label if r else "this network", fontsize=8)
+        for f in range(n):
+            axes[r, f + 1].imshow(np.asarray(a[f]), cmap="viridis", vmin=0, vmax=vmax)
+            if r == 0:
+                axes[r, f + 1].set_title(f"filter {f}", fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{network_label(row)}: block-1 activations, test image {_image_index(results)} "
+                 f"[profile: {results.profile}]", fontsize=9)
+    return fig, "; ".join(notes)
+
+
+def default_profile(results_root=None) -> str:
+    """The explorer's profile: ``campaign`` when stored (the converged results), else ``cpu``, else
+    the first stored one; ``smoke`` when none is (``report.load`` then trains its small grid)."""
+    from .report import stored_profiles
+    stored = stored_profiles(results_root)
+    return next((p for p in ("campaign", "cpu") if p in stored), stored[0] if stored else "smoke")
+
+
+def in_voila() -> bool:
+    """True inside a kernel started by Voilà (it sets ``VOILA_BASE_URL`` and ``VOILA_KERNEL_ID``)."""
+    return "VOILA_KERNEL_ID" in os.environ or "VOILA_BASE_URL" in os.environ
+
+
+def is_live() -> bool:
+    """True where a frontend runs the widgets: Voilà, or a Jupyter server (JupyterLab, Notebook: it
+    sets ``JPY_SESSION_NAME``); False under a bare notebook client (the book build, papermill)."""
+    return in_voila() or "JPY_SESSION_NAME" in os.environ
+
+
+_HOW_TO_OPEN = ("The live explorer appears here when this notebook runs in Voilà (`voila book/explorer.ipynb` "
+                "or `triage explore`, then http://localhost:8866) or in JupyterLab; elsewhere call "
+                "`triage.explorer.Explorer()` in a notebook cell.")
+
+
+# ----------------------------------------------------------------------------- widgets
+
+def _msg(text: str, level: str = "info") -> str:
+    import html
+    colour = {"info": "#555", "warn": "#a15c00", "error": "#b00020"}[level]
+    return f'<div class="triage-msg triage-{level}" style="color:{colour}">{html.escape(text)}</div>'
+
+
+def _table(d: dict) -> str:
+    import html
+    cells = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(str(k))}</th>"
+                    f"<td>{html.escape(str(v))}</td></tr>" for k, v in d.items())
+    return f"<table class='triage-summary'>{cells}</table>"
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+class _Figure:
+    """An Image widget showing one matplotlib figure, hidden while empty."""
+
+    def __init__(self, cls: str):
+        import ipywidgets as w
+        self.image = w.Image(format="png", layout=w.Layout(width="100%", height="auto", display="none"))
+        self.image.add_class(cls)
+
+    def show(self, make):
+        """Draw ``make()`` (a Figure, or None for nothing) into the image."""
+        with _closing_figures():
+            fig = make()
+            self.image.value = _png(fig) if fig is not None else b""
+        self.image.layout.display = "" if self.image.value else "none"
+
+    def clear(self):
+        self.show(lambda: None)
+
+
+class _NetworkPanel:
+    """One network's drop-downs and views; ``prefix`` names its CSS classes (``triage-a-block``...)."""
+
+    def __init__(self, app: "Explorer", prefix: str, block=1, init="stn", regime="thawed"):
+        import ipywidgets as w
+        self.app, self.prefix = app, prefix
+        lay = w.Layout(width="190px")
+        style = {"description_width": "55px"}
+        self.dataset = w.Dropdown(description="data set", layout=w.Layout(width="260px"), style=style)
+        self.block = w.Dropdown(description="block", layout=lay, style=style)
+        self.init = w.Dropdown(options=_INITS, value=init, description="init", layout=lay, style=style)
+        self.regime = w.Dropdown(options=_REGIMES, value=regime, description="regime", layout=lay, style=style)
+        self.seed = w.Dropdown(description="seed", layout=lay, style=style)
+        self._block0 = block
+        for name in ("dataset", "block", "init", "regime", "seed"):
+            getattr(self, name).add_class(f"triage-{prefix}-{name}")
+            getattr(self, name).observe(lambda _: self.refresh(), "value")
+        self.status = w.HTML()
+        self.summary = w.HTML()
+        self.curves, self.fig2, self.acts = (_Figure(f"triage-{prefix}-{v}") for v in ("curves", "fig2", "acts"))
+        self.acts_note = w.HTML()
+        self.widget = w.VBox([w.HBox([self.dataset, self.block, self.seed], layout=w.Layout(flex_flow="row wrap")),
+                              w.HBox([self.init, self.regime], layout=w.Layout(flex_flow="row wrap")),
+                              self.status, self.summary, self.curves.image, self.fig2.image, self.acts.image,
+                              self.acts_note], layout=w.Layout(width="100%", min_width="0"))
+        self.widget.add_class(f"triage-panel-{prefix}")
+        self.row = None
+
+    def set_options(self, results, dataset=None):
+        """New results: fill the drop-downs (data sets without results are listed, marked)."""
+        from .data import DATASETS
+        with self.app.quiet():
+            present = set(results.datasets)
+            self.dataset.options = [(d if d in present else f"{d} (no results)", d) for d in DATASETS]
+            self.dataset.value = dataset or ("cifar10" if "cifar10" in present else results.datasets[0])
+            blocks = [("base", 0)] + [(f"block {b}", b) for b in range(1, 6)]
+            if _is_control(results.runs).any():
+                blocks.append(("control (base trained on)", "control"))
+            old = self.block.value if self.block.options else self._block0
+            self.block.options = blocks
+            self.block.value = old if old in [v for _, v in blocks] else self._block0
+            old = self.seed.value
+            self.seed.options = results.seeds
+            self.seed.value = old if old in results.seeds else results.seeds[0]
+
+    def refresh(self):
+        if self.app.muted:
+            return
+        child = self.block.value not in (0, "control")
+        self.init.disabled = self.regime.disabled = not child
+        res = self.app.results
+        try:
+            self.row = find_network(res, self.dataset.value, self.block.value, self.init.value,
+                                    self.regime.value, self.seed.value)
+        except LookupError as e:
+            self.row = None
+            self.status.value = _msg(str(e), "warn")
+            self.summary.value = self.acts_note.value = ""
+            for f in (self.curves, self.fig2, self.acts):
+                f.clear()
+            self.app.network_changed(self)
+            return
+        try:
+            self.status.value = ""
+            self.summary.value = _table(self._summary(res, self.row))
+            self.curves.show(lambda: curves_figure(res, self.row))
+            self.fig2.show(lambda: self.app.fig2(self.row))
+            note = ""
+
+            def acts():
+                nonlocal note
+                fig, note = activations_figure(res, self.row, self.app.runs_root, self.app.data_root)
+                return fig
+            self.acts.show(acts)
+            self.acts_note.value = _msg("Block-1 maps: " + note, "info" if self.acts.image.value else "warn")
+        except Exception as e:  # noqa: BLE001  (a view shows what failed; it never raises into the page)
+            self.status.value = _msg(f"Could not draw {network_label(self.row)}: {type(e).__name__}: {e}", "error")
+        self.app.network_changed(self)
+
+    @staticmethod
+    def _summary(res, row) -> dict:
+        hl = headline(res.runs)
+        base = _same(res.runs, row, block=0)
+        base = base[~_is_control(base)]
+        out = {"network": f"{network_label(row)} ({row['scheme']}, key {row['key']})",
+               hl.replace("_", " "): _fmt(row[hl])}
+        if len(base) and row["key"] != base["key"].iloc[0]:
+            out["vs its base"] = f"{100 * (row[hl] - base[hl].iloc[0]):+.2f} points"
+        for col, label in (("best_val_acc", "best validation accuracy"), ("best_epoch", "best epoch"),
+                           ("epoch_of_max", "epoch of max test accuracy"), ("epochs_trained", "epochs trained"),
+                           ("epochs", "epochs (cap)"), ("stop_reason", "stopped"),
+                           ("cka_block1", "block-1 CKA with the base"),
+                           ("majority_frac", "share of the most-predicted class"),
+                           ("train_seconds", "training seconds")):
+            if col in row.index and _fmt(row[col]) != "-":
+                out[label] = _fmt(row[col])
+        return out
+
+
+class _AnalysisTab:
+    """A tab on the stored ``kind`` results of the network of panel A, with a compute button."""
+
+    def __init__(self, app: "Explorer", kind: str, choice: str):
+        import ipywidgets as w
+        self.app, self.kind = app, kind
+        self.header = w.HTML()
+        self.choice = w.Dropdown(description=choice, layout=w.Layout(width="320px"))
+        self.choice.add_class(f"triage-{kind}-{choice}")
+        self.choice.observe(lambda _: self.draw(), "value")
+        self.button = w.Button(description="compute from the weights", icon="play",
+                               layout=w.Layout(display="none", width="auto"))
+        self.button.on_click(lambda _: self.compute())
+        self.bar = w.IntProgress(min=0, max=1, description="computing", layout=w.Layout(display="none"))
+        self.log = w.Output()
+        self.text = w.HTML()
+        self.figs = [_Figure(f"triage-{kind}-fig{i}") for i in range(2)]
+        self.widget = w.VBox([self.header, self.button, self.bar, self.log, self.choice, self.text]
+                             + [f.image for f in self.figs])
+        self.data, self.row = None, None
+
+    def load(self, row):
+        """Show the stored results of ``row`` (None: no network selected)."""
+        self.row, self.data = row, None
+        self.button.layout.display = "none"
+        if row is None:
+            self._empty("Choose a stored network in the Networks tab.")
+            return
+        res = self.app.results
+        self.data = stored_analysis(self.kind, res, row, self.app.analyses_root)
+        what = "Critical paths" if self.kind == "critical" else "Autopsy"
+        if self.data is None:
+            others = _stored_runs(self.kind, res, row["dataset"], self.app.analyses_root)
+            text = (f"No {what.lower()} of {network_label(row)} {'are' if self.kind == 'critical' else 'is'} stored"
+                    + (f" (stored for: {'; '.join(others)})." if others else "."))
+            if self._can_compute():
+                self.button.layout.display = ""
+                text += " Its weights are here: compute them (minutes on a CPU)."
+            else:
+                text += " Its weights are not in the run store either, so they cannot be computed here."
+            self._empty(text)
+            return
+        self.header.value = _msg(f"{what} of {network_label(row)}, read from {self.data['path']}")
+        with self.app.quiet():
+            old = self.choice.value
+            self.choice.options = self._choices()
+            values = [c[1] if isinstance(c, tuple) else c for c in self.choice.options]
+            self.choice.value = old if old in values else values[0]
+        self.choice.layout.display = ""
+        self.draw()
+
+    def _empty(self, text):
+        self.header.value = _msg(text, "warn")
+        self.choice.layout.display = "none"
+        self.text.value = ""
+        for f in self.figs:
+            f.clear()
+
+    def _can_compute(self) -> bool:
+        """Weights are here, in a run the store counts as finished (analyse_run would otherwise train it)."""
+        cfg = _config(self.row, self.app.results)
+        return (cfg is not None and _weights_dir(self.app.results, self.row, self.app.runs_root) is not None
+                and self.app.store().is_done(cfg))
+
+    def compute(self):
+        """Compute the missing results from the weights (button), with a progress bar, then show them."""
+        self.button.disabled, self.bar.layout.display, self.bar.value = True, "", 0
+        try:
+            with self.log:   # the analyses' own tqdm bars show here
+                self._compute(_config(self.row, self.app.results), self.app.store(),
+                              self.app.analyses_root / self.kind)
+            self.log.clear_output()
+        except Exception as e:  # noqa: BLE001
+            self.header.value = _msg(f"Computing failed: {type(e).__name__}: {e}", "error")
+            return
+        finally:
+            self.button.disabled, self.bar.layout.display = False, "none"
+        self.load(self.row)
+
+    def draw(self):
+        if self.app.muted or self.data is None or self.choice.value is None:
+            return
+        try:
+            self._draw(self.choice.value)
+        except Exception as e:  # noqa: BLE001
+            self.text.value = _msg(f"Could not draw {self.choice.value}: {type(e).__name__}: {e}", "error")
+
+
+class _CriticalTab(_AnalysisTab):
+    """Class -> its top filters (contributions, AM images) and the distilled network's TP/FP."""
+
+    def __init__(self, app):
+        super().__init__(app, "critical", "class")
+
+    def _choices(self):
+        return list(self.data["maps"].classes)
+
+    def _draw(self, cls):
+        import matplotlib.pyplot as plt
+        from . import critical, plots
+        maps, meta, layer = self.data["maps"], self.data["meta"], self.data["maps"].layers[0]
+        top = critical.top_filters(maps, layer, cls, TOP_K)
+        rows = self.data["table"][self.data["table"]["class_name"] == cls]
+        rates = {c: rows[c].iloc[0] for c in ("kept", "tp", "fp", "auc", "base_tp", "base_fp", "balanced",
+                                              "collapsed") if c in rows.columns and len(rows)}
+        rates = {k: _fmt(float(v)) if isinstance(v, float) else str(v) for k, v in rates.items()}
+        self.text.value = (f"<b>{critical.paper_name(layer)}: top-{TOP_K} filters of '{cls}'</b>: "
+                           + ", ".join(str(int(f)) for f in top["filter"])
+                           + f"<br><b>distilled network at ratio {meta.get('ratio', '?')}</b> (rule "
+                           f"{meta.get('rule', '?')}):" + _table(rates))
+
+        def bars():
+            fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), constrained_layout=True)
+            plots.plot_top_filter_contributions(maps, layer, cls, TOP_K, ax=axes[0], profile=self.app.results.profile)
+            sweep = self.data["sweep"]
+            plots.plot_ratio_sweep(sweep[sweep["class_name"] == cls], ax=axes[1], paper=False)
+            axes[1].set_title(f"'{cls}': distilled network per reserved ratio", fontsize=9)
+            axes[1].set_ylabel("rate")
+            return fig
+        self.figs[0].show(bars)
+        am = self._am(cls)
+        self.figs[1].show(lambda: None if am is None else plots.plot_am_grid(
+            am[0], am[1], ncols=TOP_K + 1, title=f"Activation maximisation: top filters of '{cls}', then its logit"))
+        if am is None:
+            here = self._can_compute()
+            self.button.layout.display = "" if here else "none"
+            self.text.value += _msg(f"No activation-maximisation images of '{cls}' are stored; "
+                                    + ("compute them from the weights (button above)." if here
+                                       else "the weights are not here to compute them."), "warn")
+
+    def _am(self, cls, store=None):
+        """Stored AM images of ``cls`` (from any stored class set holding it); with ``store``, computed
+        from the weights when not stored. None when neither."""
+        from . import critical
+        cfg = _config(self.row, self.app.results)
+        if cfg is None:
+            return None
+        maps = self.data["maps"]
+        kw = dict(layer=maps.layers[0], top_k=TOP_K, results_dir=self.app.analyses_root / "critical")
+        if any(self.data["path"].parent.glob("am-*.npz")):
+            # am_run's file is keyed by the classes asked together (the book asks for cat and dog)
+            for classes in [(cls,)] + [p for o in maps.classes if o != cls for p in ((cls, o), (o, cls))]:
+                am = critical.am_run(cfg, maps, classes, store=_NoRuns(), **kw)
+                if am is not None:
+                    return _am_of(am, cls)
+        if store is None:
+            return None
+        return _am_of(critical.am_run(cfg, maps, (cls,), store=store, progress=True, **kw), cls)
+
+    def _compute(self, cfg, store, root):
+        from .critical import analyse_run
+        self.bar.max = 2
+        if self.data is None:
+            analyse_run(cfg, store=store, results_dir=root, map_batches=8, progress=True)
+        self.bar.value = 1
+        self.data = stored_analysis("critical", self.app.results, self.row, self.app.analyses_root)
+        classes = list(self.data["maps"].classes)
+        self._am(self.choice.value if self.choice.value in classes else classes[0], store)
+        self.bar.value = 2
+
+
+class _NoRuns:
+    """A run store without finished runs: ``critical.am_run`` then only reads stored images."""
+
+    def is_done(self, cfg) -> bool:
+        return False
+
+
+def _am_of(am, cls):
+    keep = [i for i, t in enumerate(am["titles"]) if t.startswith(f"{cls}:") or t == f"logit '{cls}'"]
+    return am["images"][keep], [am["titles"][i] for i in keep]
+
+
+class _AutopsyTab(_AnalysisTab):
+    """Layer -> its weight histogram, filter-PCA curve and the sparsity after it."""
+
+    def __init__(self, app):
+        super().__init__(app, "autopsy", "layer")
+
+    def _choices(self):
+        from .plots import short_layer
+        t = self.data["stats_layer"]
+        return [(f"{short_layer(r.layer)} ({r.kind})", r.layer) for r in t.itertuples() if r.kind in ("conv", "fc")]
+
+    def _draw(self, layer):
+        import matplotlib.pyplot as plt
+        from . import plots
+        d, prof = self.data, self.app.results.profile
+        st = d["stats_layer"].set_index("layer").loc[layer]
+        sp = d["sparsity"][d["sparsity"]["after"] == layer]
+        pca = d["pca"][d["pca"]["layer"] == layer]
+        info = {"kind": st["kind"], "parameters": int(st["n"]), "std": f"{st['std']:.3g}",
+                "skewness": f"{st['skewness']:.2f}", "excess kurtosis": f"{st['kurtosis']:.2f}",
+                "zeros after its ReLU": f"{sp['sparsity'].iloc[0]:.1%}" if len(sp) else "-"}
+        if len(pca):
+            k90 = pca[pca["alpha"] >= 0.9]
+            info["components for 90% of the variance"] = (f"{int(k90['k'].iloc[0])} of {int(pca['components'].iloc[0])}"
+                                                          if len(k90) else "-")
+        self.text.value = f"<b>{plots.short_layer(layer)}</b>" + _table(info)
+
+        def panels():
+            fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), constrained_layout=True)
+            hist, what = (d["hist_fc"][d["hist_fc"]["group"] == layer], plots.short_layer(layer))
+            if hist.empty:   # per-layer histograms are stored for the fc layers; conv ones by kind
+                hist, what = d["hist_kind"][d["hist_kind"]["kind"] == st["kind"]], f"all {st['kind']} layers"
+            plots.plot_weight_distribution(hist, ax=axes[0], profile=prof, title=f"Parameter values: {what}")
+            if len(pca):
+                plots.plot_pca_curves(pca, ax=axes[1], profile=prof)
+            else:
+                axes[1].text(0.5, 0.5, "filter PCA: conv layers only", ha="center", transform=axes[1].transAxes)
+            plots.plot_sparsity(d["sparsity"].set_index("module"), ax=axes[2], profile=prof)
+            names = [t.get_text() for t in axes[2].get_xticklabels()]
+            if plots.short_layer(layer) in names:
+                axes[2].patches[names.index(plots.short_layer(layer))].set_color("red")
+            return fig
+        self.figs[0].show(panels)
+        self.figs[1].clear()
+
+    def _compute(self, cfg, store, root):
+        from .autopsy import analyse_run
+        analyse_run(cfg, store=store, results_dir=root, progress=True)
+        self.bar.value = 1
+
+
+class Explorer:
+    """The explorer app: results drop-down, two network panels, critical-paths and autopsy tabs.
+
+    Args:
+        profile: which stored results (default: ``campaign`` when stored, else ``cpu``, else the
+            first stored profile). Never trains: without stored results the page says so.
+        results_root: ``results/triage`` folder (default :func:`triage.report.default_results_root`).
+        runs_root: run store with weights (default ``$TRIAGE_RUNS`` or ``<checkout>/runs``).
+        analyses_root: folder holding ``critical/`` and ``autopsy/`` (default ``<checkout>/results``).
+        data_root: data folder (test images for maps computed from weights).
+
+    Attributes:
+        widget: the ``ipywidgets`` tree (displaying the Explorer displays it).
+        a, b: the two network panels; ``b`` shows when ``compare`` is ticked.
+
+    Example:
+        >>> app = Explorer(profile="cpu")       # doctest: +SKIP
+        >>> app.a.block.value = 3               # doctest: +SKIP  (redraws panel A)
+    """
+
+    def __init__(self, profile=None, results_root=None, runs_root=None, analyses_root=None, data_root=None):
+        import ipywidgets as w
+        from .report import default_results_root, stored_profiles
+        self.results_root = Path(results_root) if results_root is not None else default_results_root()
+        self.runs_root, self.data_root = runs_root, data_root
+        self.analyses_root = Path(analyses_root) if analyses_root is not None else _analyses_root()
+        self.results, self.muted, self._fig2 = None, 0, {}
+        profiles = stored_profiles(self.results_root)
+        self.profile = w.Dropdown(options=profiles, description="results", layout=w.Layout(width="210px"),
+                                  style={"description_width": "55px"})
+        self.profile.add_class("triage-profile")
+        self.compare = w.Checkbox(value=False, description="compare with a second network", indent=False)
+        self.compare.add_class("triage-compare")
+        self.header = w.HTML()
+        self.a = _NetworkPanel(self, "a")
+        self.b = _NetworkPanel(self, "b", init="random")
+        self.b.widget.layout.display = "none"
+        self.critical, self.autopsy = _CriticalTab(self), _AutopsyTab(self)
+        self.tabs = w.Tab(children=[w.HBox([self.a.widget, self.b.widget]), self.critical.widget,
+                                    self.autopsy.widget])
+        for i, title in enumerate(("Networks", "Critical paths", "Autopsy")):
+            self.tabs.set_title(i, title)
+        self.widget = w.VBox([w.HBox([self.profile, self.compare]), self.header, self.tabs])
+        self.widget.add_class("triage-explorer")
+        if not profiles:
+            self.header.value = _msg(f"No stored results under {self.results_root}: run `python -m triage grid "
+                                     "--dataset DATASET --profile cpu` and `python -m triage export --profile cpu`.",
+                                     "error")
+            self.tabs.layout.display = "none"
+            return
+        wanted = profile or default_profile(self.results_root)
+        self.profile.value = wanted if wanted in profiles else None   # not stored: load() says so
+        self.profile.observe(lambda _: self.profile.value and self.load(self.profile.value), "value")
+        self.compare.observe(lambda _: self._compare(), "value")
+        self.load(wanted)
+
+    @contextlib.contextmanager
+    def quiet(self):
+        """Set several drop-downs without a redraw for each (one redraw after)."""
+        self.muted += 1
+        try:
+            yield
+        finally:
+            self.muted -= 1
+
+    def load(self, profile: str):
+        """Read the stored results of ``profile`` and redraw (a message if there are none)."""
+        from .report import load
+        try:
+            self.results = load(profile, self.results_root, fallback=False)
+        except (ValueError, OSError) as e:
+            self.header.value = _msg(str(e), "error")
+            self.tabs.layout.display = "none"
+            return
+        self.tabs.layout.display = ""
+        self.header.value = _msg(f"{self.results.tag}: {self.results.coverage_text()}")
+        self.a.set_options(self.results)
+        self.b.set_options(self.results, self.a.dataset.value)
+        self.a.refresh()
+        if self.compare.value:
+            self.b.refresh()
+
+    def _compare(self):
+        self.b.widget.layout.display = "" if self.compare.value else "none"
+        if self.compare.value:
+            self.b.refresh()
+
+    def network_changed(self, panel):
+        if panel is self.a:
+            for tab in (self.critical, self.autopsy):
+                try:
+                    tab.load(panel.row)
+                except Exception as e:  # noqa: BLE001
+                    tab.header.value = _msg(f"Could not read the stored results: {type(e).__name__}: {e}", "error")
+
+    def store(self):
+        """The run store holding weights (``runs_root``, else the default one)."""
+        from .experiments import RunStore
+        return RunStore(self.runs_root) if self.runs_root is not None else RunStore()
+
+    def fig2(self, row):
+        """Fig. 2 with ``row`` circled; each data set's figure is drawn once and reused."""
+        import matplotlib.pyplot as plt
+        key = (self.results.profile, row["dataset"])
+        fig = fig2_figure(self.results, row, self._fig2.get(key))
+        plt.close(fig)   # kept here, not in pyplot: a closed figure still saves
+        self._fig2[key] = fig
+        return fig
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def app(profile=None, results_root=None, runs_root=None, *, live: bool | None = None, **kwargs):
+    """The notebook's explorer cell: the :class:`Explorer` where a frontend can run it, else a note
+    on how to open it (the built book is static: a widget there is dead weight).
+
+    Args:
+        live: force either (None: :func:`is_live`).
+        **kwargs: passed to :class:`Explorer`.
+    """
+    if live if live is not None else is_live():
+        return Explorer(profile, results_root, runs_root, **kwargs)
+    from IPython.display import Markdown
+    return Markdown(_HOW_TO_OPEN)
+
+
+def explorer(results=None, **kwargs):
+    """The explorer's widget (``Explorer(...).widget``); ``results``: a ``report.load`` output to show.
+
+    Example:
+        >>> explorer(report.load("cpu"))        # doctest: +SKIP
+    """
+    if results is not None:
+        kwargs.setdefault("profile", results.profile)
+        if results.path is not None:
+            kwargs.setdefault("results_root", Path(results.path).parent)
+    return Explorer(**kwargs).widget
+
+
+# ----------------------------------------------------------------------------- command line
+
+def notebook_path() -> Path:
+    """``book/explorer.ipynb`` of this checkout."""
+    return Path(__file__).resolve().parents[1] / "book" / "explorer.ipynb"
+
+
+def add_commands(subparsers) -> tuple[str, ...]:
+    """Add ``explore`` (serve the explorer with Voilà) to ``triage``'s subparsers."""
+    p = subparsers.add_parser("explore", help="serve the interactive explorer (Voilà) on localhost")
+    p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default 8866)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    return ("explore",)
+
+
+def main(args) -> int:
+    """Run ``voila book/explorer.ipynb`` on 127.0.0.1; returns its exit code (2: not available)."""
+    import subprocess
+    nb = notebook_path()
+    if not nb.is_file():
+        print(f"triage: error: {nb} not found: `triage explore` needs a checkout of triage", file=sys.stderr)
+        return 2
+    import importlib.util
+    if importlib.util.find_spec("voila") is None:
+        print("triage: error: Voilà is not installed: pip install -e '.[book]'", file=sys.stderr)
+        return 2
+    cmd = [sys.executable, "-m", "voila", str(nb), "--Voila.ip=127.0.0.1", f"--port={args.port}"]
+    if args.no_browser:
+        cmd.append("--no-browser")
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,104 @@
+"""How alike two networks' block-1 representations are (paper Fig. 3, made quantitative).
+
+The paper compares block-1 activation maps of the base and of compressed children on one
+image by eye. Per-filter comparisons are meaningless for RW children (their filters are not
+aligned with the base's by construction), so we compare whole representations with linear
+CKA (Kornblith et al. 2019, "Similarity of Neural Network Representations Revisited"),
+which is invariant to orthogonal transforms and isotropic scaling of the features: two
+networks whose block-1 outputs span the same space score near 1, whatever the filter order.
+
+    >>> maps, cka = block1_record(child, base, test_loader)     # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["block1_activations", "linear_cka", "block1_features", "block1_record",
+           "CKA_IMAGES", "FIG3_FILTERS"]
+
+CKA_IMAGES = 500     # the first 500 test images (index order) are the CKA probe set
+FIG3_FILTERS = 10    # the paper's Fig. 3 shows the first ten filters
+
+
+def block1_activations(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Post-ReLU output of block 1's last conv for inputs ``x`` (N, C, H, W) -> (N, F, H, W).
+
+    For the base that is ReLU(BN(conv2)) of block 1; for a child whose block 1 was
+    compressed, the ReLU after the single compressed conv (paper Sec. 4, Fig. 3: "at
+    the output of the ReLU activation layer after the compressed layer ... and after
+    Conv 2 of Block 1 on the baseline model"). Evaluated in eval mode, without
+    gradients; the forward hook is removed also when the forward fails.
+
+    Example:
+        >>> acts = block1_activations(triage.vgg16_bn(10, width=0.25), torch.randn(1, 3, 32, 32))
+        >>> acts.shape
+        torch.Size([1, 16, 32, 32])
+    """
+    block = model.block(1)
+    relus = [m for m in block.children() if isinstance(m, nn.ReLU)]
+    if not relus:
+        raise ValueError("block 1 of this model has no ReLU")
+    captured = []
+    handle = relus[-1].register_forward_hook(lambda mod, inp, out: captured.append(out.detach().clone()))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            block(x.to(next(model.parameters()).device))  # the rest of the network is not needed
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return captured[0]
+
+
+def linear_cka(x, y) -> float:
+    """Linear CKA of two representations of the same n inputs: x (n, p), y (n, q).
+
+    ``CKA = <Kc, Lc>_F / (||Kc||_F ||Lc||_F)`` with ``K = x x^T``, ``L = y y^T`` and
+    ``Kc = H K H`` the doubly centred Gram matrices (Kornblith et al. 2019, Eq. 2 with a
+    linear kernel), computed in float64. 1 for identical (or rotated/scaled) features.
+
+    Example:
+        >>> x = np.random.default_rng(0).normal(size=(50, 8))
+        >>> round(linear_cka(x, 3 * x), 6)
+        1.0
+    """
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"need the same n >= 2 inputs in both, got {len(x)} and {len(y)}")
+    x = x - x.mean(0)
+    y = y - y.mean(0)
+    k, l_ = x @ x.T, y @ y.T
+    denom = np.linalg.norm(k) * np.linalg.norm(l_)
+    if denom == 0:
+        return float("nan")   # a constant representation has no similarity to speak of
+    return float((k * l_).sum() / denom)
+
+
+def block1_features(model: nn.Module, loader, n: int = CKA_IMAGES, amp_dtype=None) -> torch.Tensor:
+    """Block-1 activations of the first ``n`` images of ``loader`` (index order, no flips), fp32 CPU."""
+    device = next(model.parameters()).device
+    x = next(loader.fixed_batches(False, n))
+    with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+        acts = block1_activations(model, x)
+    return acts.float().cpu()
+
+
+def block1_record(model: nn.Module, base: nn.Module, loader, *, device=None, amp_dtype=None,
+                  n: int = CKA_IMAGES, filters: int = FIG3_FILTERS) -> tuple[np.ndarray, float]:
+    """What a finished run exports for Fig. 3: its block-1 maps on test image 0 and its CKA to the base.
+
+    Returns:
+        maps float16 (filters, H, W) of the first test image, and the linear CKA of the
+        block-1 output of ``model`` against ``base`` over the first ``n`` test images
+        (1.0 when ``model`` is the base).
+    """
+    mine = block1_features(model, loader, n, amp_dtype)
+    maps = mine[0, :filters].numpy().astype(np.float16)
+    if base is model:
+        return maps, 1.0
+    theirs = block1_features(base, loader, n, amp_dtype)
+    return maps, linear_cka(mine.flatten(1).numpy(), theirs.flatten(1).numpy())
