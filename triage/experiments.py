@@ -233,6 +233,11 @@ class RunConfig:
         for name, default in _FORMAT2_DEFAULTS.items():
             if d[name] == default:
                 del d[name]   # format-1 runs keep their addresses
+        if not self.is_child:
+            # settings of the children only: choosing them (e.g. the child-lr pilot) must not
+            # move the base's address
+            d.pop("child_lr", None)
+            d.pop("stn_tol", None)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -384,8 +389,8 @@ def atomic_torch_save(path: Path, obj) -> None:
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                  "lr", "seconds")
 STORE_FORMAT = 1  # bump when the layout of a run folder changes incompatibly
-# What a finished run exports into results/ (small, committed); weights only for bases and
-# controls, which later children and analyses start from.
+# What a finished run exports into results/ (small, committed); weights only for bases,
+# which later children (on another machine) and the analyses start from.
 EXPORTED = ("config.json", "summary.json", "metrics.csv", "block1.npz")
 
 
@@ -785,14 +790,15 @@ def export_run(run_dir: Path, dest: Path) -> Path:
     """Copy a finished run's small files (and a base's or control's weights) to ``dest``.
 
     This is what is committed (``results/<profile>/runs/...``): enough for the book, the
-    claims and a fresh clone to count the run as done; children's weights stay in the run
-    store (too large to commit; their analyses are computed when they finish).
+    claims and a fresh clone to count the run as done; children's and controls' weights
+    stay in the run store (too large to commit; their analyses are computed when they finish).
     """
     import shutil
     run_dir, dest = Path(run_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     meta = json.loads((run_dir / "config.json").read_text())
-    names = list(EXPORTED) + (["weights.pt"] if meta["config"]["block"] == 0 else [])
+    is_base = meta["config"]["block"] == 0 and not meta["config"].get("control", False)
+    names = list(EXPORTED) + (["weights.pt"] if is_base else [])
     for name in names:
         if (run_dir / name).exists() and name != "summary.json":
             tmp = dest / f".{name}.tmp"
