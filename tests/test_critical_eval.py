@@ -177,6 +177,11 @@ def test_decision_rules_and_thresholds_by_hand():
     assert always["collapsed_argmax"] and always["collapsed_positive"] and always["balanced_argmax"] == 0.5
     roc = ce.roc_points(z[:, 0], y == 0)
     assert roc["fpr"].iloc[-1] == 1 and roc["tpr"].iloc[-1] == 1 and roc["tpr"].is_monotonic_increasing
+    # read on a grid: scores 2.0, 0.5 (class 0) come before any negative, then 0.3, 0.1, then -1.0
+    assert ce.roc_points(z[:, 0], y == 0, [0, 0.5, 0.99, 1])["tpr"].tolist() == pytest.approx([2 / 3, 2 / 3, 2 / 3, 1])
+    # tied scores: the curve is the diagonal segment between the points, read exactly
+    tied = ce.roc_points(torch.tensor([1.0, 0.0, 0.0, 0.0]), torch.tensor([True, True, False, False]), [0, 0.5, 1])
+    assert tied["tpr"].tolist() == pytest.approx([0.5, 0.75, 1.0])
 
 
 def test_chance_overlap_is_exact():
