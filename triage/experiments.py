@@ -463,7 +463,11 @@ def _check_folder(run_dir: Path, cfg: RunConfig) -> None:
             raise ConfigError(f"{run_dir} was written by an incompatible triage store format "
                               f"({fmt}, this version reads {STORE_FORMAT}); use another --out")
         other = {**_FORMAT2_DEFAULTS, **other}   # a format-1 config has none of these fields
-        if other != dataclasses.asdict(cfg):
+        try:
+            same = RunConfig(**other).key() == cfg.key()   # fields that do not act are not compared
+        except (TypeError, ConfigError):
+            same = False
+        if not same:
             diff = sorted(k for k in other if other.get(k) != dataclasses.asdict(cfg).get(k))
             raise ConfigError(f"{run_dir} holds a run of another config (differs in: {', '.join(diff)}); "
                               "choose another folder")

@@ -571,17 +571,34 @@ def _children_long(runs):
     return kids
 
 
-def plot_max_accuracy(runs, tag="", axes=None):
-    """The paper's Fig. 2: maximum test accuracy per compressed block and scheme, one panel per data set.
+def accuracy_measure(runs) -> str:
+    """The accuracy a runs table reports: ``test_acc_at_best_val`` (results format 2: the test
+    accuracy at the epoch of best validation accuracy) where present, else the paper's
+    ``max_test_acc``."""
+    col = "test_acc_at_best_val"
+    return col if col in runs.columns and runs[col].notna().any() else "max_test_acc"
+
+
+_MEASURE_LABEL = {"test_acc_at_best_val": "test accuracy at best validation epoch",
+                  "max_test_acc": "max test accuracy over epochs (the paper's)",
+                  "epochs_to_99pct_val": "epochs to 99% of best validation accuracy",
+                  "epochs_to_99pct": "epochs to 99% of max test accuracy"}
+
+
+def plot_max_accuracy(runs, tag="", axes=None, measure=None):
+    """The paper's Fig. 2: accuracy per compressed block and scheme, one panel per data set.
 
     Points: one per seed; a larger marker with (with >= 3 seeds) its 95% CI: the mean
     over seeds. The dashed line is the uncompressed base (mean over seeds; the band
-    spans its seeds' min and max when there are several).
+    spans its seeds' min and max when there are several); the dotted line is the
+    continued-base control where the results have one (the fair reference for a child).
 
     Args:
         runs: ``triage.report.Results.runs``.
         tag: appended to the title (``Results.tag``).
         axes: one Axes per data set; None makes a figure.
+        measure: the column plotted (default :func:`accuracy_measure`; ``max_test_acc`` is
+            the paper's measure).
 
     Returns:
         the Figure.
@@ -590,6 +607,7 @@ def plot_max_accuracy(runs, tag="", axes=None):
     datasets = list(dict.fromkeys(runs["dataset"]))
     if not datasets:
         raise ValueError("no runs to plot")
+    measure = measure or accuracy_measure(runs)
     if axes is None:
         _, axes = panel_grid(len(datasets), 8.5, 4.2)
     fig = axes[0].figure
@@ -600,28 +618,32 @@ def plot_max_accuracy(runs, tag="", axes=None):
         n_seeds = part["seed"].nunique()
         if len(kids):
             present = [s for s in _SCHEMES if s in set(kids["scheme"])]
-            sns.stripplot(data=kids, x="block", y="max_test_acc", hue="scheme", hue_order=present,
+            sns.stripplot(data=kids, x="block", y=measure, hue="scheme", hue_order=present,
                           palette=pal, dodge=True, order=[1, 2, 3, 4, 5], size=4, alpha=0.55,
                           jitter=False, ax=ax, legend=False)
-            sns.pointplot(data=kids, x="block", y="max_test_acc", hue="scheme", hue_order=present,
+            sns.pointplot(data=kids, x="block", y=measure, hue="scheme", hue_order=present,
                           palette=pal, dodge=0.8 - 0.8 / len(present), order=[1, 2, 3, 4, 5],
                           errorbar=("ci", 95) if n_seeds >= 3 else None, linestyle="none",
                           markers=["v" if s.startswith("FM") else "o" for s in present],
                           markersize=7, ax=ax)
-        base = part[part["block"] == 0]["max_test_acc"]
+        is_control = part["name"].eq("control") if "name" in part.columns else False
+        base = part[(part["block"] == 0) & ~is_control][measure]
         if len(base):
             ax.axhline(base.mean(), ls="--", c="k", lw=1.2, label="base")
             if len(base) > 1:
                 ax.axhspan(base.min(), base.max(), color="k", alpha=0.08, lw=0)
+        control = part[(part["block"] == 0) & is_control][measure]
+        if len(control):
+            ax.axhline(control.mean(), ls=":", c="tab:red", lw=1.4, label="control (continued base)")
         ax.set_xlabel("compressed block")
-        ax.set_ylabel("max test accuracy")
+        ax.set_ylabel(_MEASURE_LABEL.get(measure, measure), fontsize=8)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.set_title(f"{ds}: {len(part)} networks", fontsize=10)
-    fig.suptitle(f"Fig. 2: maximum test accuracy per block and scheme {tag}", fontsize=11)
+    fig.suptitle(f"Fig. 2: {_MEASURE_LABEL.get(measure, measure)} per block and scheme {tag}", fontsize=11)
     return fig
 
 
-def plot_convergence(runs, tag="", by="dataset", axes=None):
+def plot_convergence(runs, tag="", by="dataset", axes=None, measure=None):
     """The paper's Fig. 4: epochs to reach 99% of each network's maximum accuracy, FM and TM panels.
 
     Bars: mean over the networks of a group (blocks and seeds); points: the networks.
@@ -630,6 +652,7 @@ def plot_convergence(runs, tag="", by="dataset", axes=None):
         runs: ``Results.runs``.
         by: ``"dataset"`` (the paper's x axis) or ``"block"``.
         axes: two Axes (FM, TM); None makes a figure.
+        measure: ``epochs_to_99pct_val`` (default where present) or the paper's ``epochs_to_99pct``.
 
     Returns:
         the Figure.
@@ -642,6 +665,9 @@ def plot_convergence(runs, tag="", by="dataset", axes=None):
     kids = _children_long(runs)
     if kids.empty:
         raise ValueError("no compressed networks to plot")
+    if measure is None:
+        measure = "epochs_to_99pct_val" if "epochs_to_99pct_val" in kids.columns and \
+            kids["epochs_to_99pct_val"].notna().any() else "epochs_to_99pct"
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True, constrained_layout=True)
     fig = axes[0].figure
@@ -653,16 +679,16 @@ def plot_convergence(runs, tag="", by="dataset", axes=None):
             ax.text(0.5, 0.5, f"no {regime} networks yet", ha="center", transform=ax.transAxes)
         else:
             hue_order = [i for i in ("RW", "MW", "STN") if i in set(part["init_label"])]
-            sns.barplot(data=part, x=by, y="epochs_to_99pct", hue="init_label", hue_order=hue_order,
+            sns.barplot(data=part, x=by, y=measure, hue="init_label", hue_order=hue_order,
                         order=order, palette=pal, errorbar=None, alpha=0.6, ax=ax)
-            sns.stripplot(data=part, x=by, y="epochs_to_99pct", hue="init_label", hue_order=hue_order,
+            sns.stripplot(data=part, x=by, y=measure, hue="init_label", hue_order=hue_order,
                           order=order, palette=pal, dodge=True, size=4, ax=ax, legend=False,
                           edgecolor="k", linewidth=0.5)
             ax.legend(title="init", fontsize=8)
         ax.set_title(f"{regime} (" + ("only the compressed layer trains" if regime == "FM"
                                        else "every layer trains") + ")", fontsize=10)
         ax.set_xlabel("data set" if by == "dataset" else "compressed block")
-        ax.set_ylabel("epochs to 99% of max")
+        ax.set_ylabel(_MEASURE_LABEL.get(measure, measure), fontsize=8)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"Fig. 4: convergence after compression {tag}", fontsize=11)
     return fig
