@@ -97,6 +97,25 @@ def find_network(results, dataset: str, block, init=None, regime=None, seed: int
     return sel.iloc[0]
 
 
+def find_or_first(results, dataset: str, block, init=None, regime=None, seed: int = 0):
+    """:func:`find_network`, or, where that network is not stored (a partial grid), the first
+    compressed network of the data set and seed that is (else its base), with a note saying so.
+
+    Returns:
+        (row, note): ``note`` is "" when the asked-for network was found.
+    """
+    try:
+        return find_network(results, dataset, block, init, regime, seed), ""
+    except LookupError as e:
+        runs = results.runs
+        part = runs[(runs["dataset"] == dataset) & (runs["seed"] == int(seed))]
+        if part.empty:
+            raise
+        kids = part[part["block"] > 0]
+        row = (kids if len(kids) else part).iloc[0]
+        return row, f"{e} Showing {row['name']} instead."
+
+
 def _name(block, init, regime) -> str:
     if block == "control":
         return "control"

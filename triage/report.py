@@ -35,7 +35,7 @@ from pathlib import Path
 __all__ = ["RESULTS_FORMAT", "GRID_SIZE", "SCHEMES", "FIG3_MODELS",
            "default_results_root", "default_profile", "stored_profiles", "export", "load", "Results",
            "run_smoke_grid", "grid_runs", "margins", "regime_gaps", "convergence_diffs",
-           "activation_similarity", "setting_differences", "cka_bases", "grid_size", "setting_caveat", "timings",
+           "activation_similarity", "setting_differences", "cka_bases", "grid_size", "child_lr_pilot", "setting_caveat", "timings",
            "add_commands", "main"]
 
 RESULTS_FORMAT = 2        # bump when the exported files change incompatibly
@@ -43,6 +43,9 @@ RESULTS_FORMAT = 2        # bump when the exported files change incompatibly
 # block-1 CKA and cka_bases.csv; every format-1 file is still read (its columns are a subset).
 READABLE_FORMATS = (1, 2)
 GRID_SIZE = 31            # networks per data set and seed: 1 base + 5 blocks x 3 inits x 2 regimes
+# The child-lr pilot (tools/gpu_campaign.py): one child per block, all three initialisers, both regimes.
+PILOT_CHILDREN = ((1, "random", "thawed"), (3, "mean", "thawed"), (5, "stn", "thawed"),
+                  (2, "random", "frozen"), (4, "mean", "frozen"))
 
 
 def grid_size(profile: str) -> int:
@@ -203,6 +206,29 @@ def cka_bases(runs, data_root=None):
         for a, b in itertools.combinations(sorted(feats), 2):
             rows.append({"dataset": dataset, "seed_a": a, "seed_b": b, "cka_block1": linear_cka(feats[a], feats[b])})
     return pd.DataFrame(rows) if rows else None
+
+
+def child_lr_pilot(root=None, profile: str = "campaign"):
+    """The pre-registered child-lr pilot of ``tools/gpu_campaign.py`` as stored.
+
+    Returns:
+        (table, decision): one row per pilot child with its best validation accuracy under
+        each reading (``initial``: a fresh SGD at the profile's lr; ``continue``: the base's
+        final lr), and the stored decision dict (choice, means, margin, why); (None, None)
+        when no pilot is stored.
+    """
+    import pandas as pd
+    root = Path(root) if root is not None else default_results_root()
+    path = root / profile / "child_lr_pilot.json"
+    if not path.is_file():
+        return None, None
+    dec = json.loads(path.read_text())
+    n = len(dec["acc"]["initial"])
+    names = [f"b{b}-{i}-{r}" for b, i, r in PILOT_CHILDREN][:n]
+    table = pd.DataFrame({"initial": dec["acc"]["initial"], "continue": dec["acc"]["continue"][:n]},
+                         index=pd.Index(names, name="pilot child (CIFAR-10, seed 0)"))
+    table["initial - continue (pt)"] = 100 * (table["initial"] - table["continue"])
+    return table, dec
 
 
 def _fig3_meta(fig: dict | None) -> dict | None:
