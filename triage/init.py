@@ -36,13 +36,18 @@ def glorot_(child: VGG, block: int) -> VGG:
     fan_out = C_out*3*3 (Glorot & Bengio 2010, as Keras' ``glorot_uniform``);
     BN: gamma = 1, beta = 0, running mean 0, running var 1.
     """
-    conv, bn = _new_layer(child, block)
-    with torch.no_grad():
-        nn.init.xavier_uniform_(conv.weight)
+    glorot_layer_(*_new_layer(child, block))
+    return child
+
+
+@torch.no_grad()
+def glorot_layer_(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """RW for one new conv + BN (in place): Glorot-uniform weights, zero bias if any, a fresh BN."""
+    nn.init.xavier_uniform_(conv.weight)
+    if conv.bias is not None:
         nn.init.zeros_(conv.bias)
     bn.reset_parameters()
     bn.reset_running_stats()
-    return child
 
 
 @torch.no_grad()

@@ -364,13 +364,8 @@ def stage_glorot_(child: ResNet, stage: int) -> ResNet:
     fan_out = C_out*3*3 (as :func:`triage.init.glorot_`); the conv has no bias;
     BN: gamma = 1, beta = 0, running mean 0, running var 1. Acts in place.
     """
-    conv, bn = _new_layer(child, stage)
-    with torch.no_grad():
-        nn.init.xavier_uniform_(conv.weight)
-        if conv.bias is not None:
-            nn.init.zeros_(conv.bias)
-    bn.reset_parameters()
-    bn.reset_running_stats()
+    from .init import glorot_layer_
+    glorot_layer_(*_new_layer(child, stage))
     return child
 
 
