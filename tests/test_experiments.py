@@ -377,3 +377,24 @@ def test_fresh_clone_resumes_from_exported_results(tmp_path):
     assert status == {"base": "reused", "control": "reused", "b2-random-frozen": "reused",
                       "b2-random-thawed": "done"}, r2.results
     assert not (tmp_path / "b" / "smoke" / "mnist" / f"base-{cfgs[0].key()}").exists()   # base not retrained
+
+
+@pytest.mark.parametrize("init,regime", [("mean", "thawed"), ("stn", "frozen"), ("random", "frozen")])
+def test_resnet_children_run(tmp_path, one_thread, init, regime):
+    """`triage run --model resnet8 --block 2 ...`: a ResNet stage is triaged like a VGG block."""
+    store = RunStore(tmp_path / "runs", results=None)
+    cfg = make_config("mnist", 2, init, regime, profile="smoke", model="resnet8", epochs=1, stn_epochs=1,
+                      **{k: v for k, v in TINY.items() if k != "width"})
+    d = run(cfg, store, progress=False, log=lambda m: None)
+    s = json.loads((d / "summary.json").read_text())
+    assert cfg.name == f"resnet8-b2-{init}-{regime}" and s["epochs_trained"] == 1
+    assert cfg.parent().key() != make_config("mnist", 0, profile="smoke", **TINY).key()
+    base = store.path(cfg.parent())
+    assert json.loads((base / "config.json").read_text())["config"]["model"] == "resnet8"
+    # the VGG default leaves format-1 addresses alone
+    assert "model" not in json.dumps(_dc.asdict(make_config("cifar10", 0, profile="cpu"))) or \
+        make_config("cifar10", 0, profile="cpu").key() == "1da443184428"
+    with pytest.raises(ConfigError, match="1..3 for resnet8"):
+        make_config("mnist", 4, "mean", "thawed", profile="smoke", model="resnet8")
+    with pytest.raises(ConfigError, match="unknown model"):
+        make_config("mnist", 0, profile="smoke", model="vgg11")

@@ -48,6 +48,7 @@ def _add_run_args(p):
     p.add_argument("--stopping", default=None, help="fixed | plateau (stop at the lr floor once "
                    "validation accuracy stops improving; --epochs is then the cap)")
     p.add_argument("--child-lr", default=None, help="initial (a fresh SGD at --lr) | continue (the base's final lr)")
+    p.add_argument("--model", default=None, help="vgg16_bn (default, the paper's) | resnet8 | resnet20 | resnet18")
     p.add_argument("--control", action="store_true",
                    help="the continued base: the trained base trained again with the children's schedule")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -82,7 +83,8 @@ def main(argv=None) -> int:
                               epochs=args.epochs, stn_epochs=args.stn_epochs, width=args.width,
                               resolution=args.resolution, batch_size=args.batch_size, lr=args.lr,
                               precision=args.precision, control=args.control,
-                              val_fraction=args.val_fraction, stopping=args.stopping, child_lr=args.child_lr)
+                              val_fraction=args.val_fraction, stopping=args.stopping, child_lr=args.child_lr,
+                              model=args.model)
             store = RunStore(args.out, **({"results": args.results} if args.results else {}))
             run(cfg, store, data_root=args.data_root, device=args.device,
                 progress=not args.no_progress, run_dir=args.run_dir,

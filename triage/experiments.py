@@ -173,6 +173,7 @@ class RunConfig:
                                    # "a child exceeds its base")
     stn_tol: float = 0.0           # STN: stop the hint training once an epoch lowers the hint loss by
                                    # less than this fraction (0: always stn_epochs)
+    model: str = "vgg16_bn"        # vgg16_bn (the paper's) | resnet8 | resnet20 | resnet18 (stages as blocks)
 
     def __post_init__(self):
         self.validate()
@@ -180,8 +181,11 @@ class RunConfig:
     def validate(self) -> None:
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        if not 0 <= self.block <= 5:
-            raise ConfigError(f"block must be 0 (the base) or 1..5, got {self.block}")
+        if self.model not in MODELS:
+            raise ConfigError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        n = MODELS[self.model]
+        if not 0 <= self.block <= n:
+            raise ConfigError(f"block must be 0 (the base) or 1..{n} for {self.model}, got {self.block}")
         if self.block == 0:
             if self.init is not None or self.regime is not None:
                 raise ConfigError("block 0 is the uncompressed base: it takes no --init or --regime")
@@ -199,7 +203,7 @@ class RunConfig:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.resolution < 32:
-            raise ConfigError(f"resolution must be >= 32 px (VGG16 pools five times), got {self.resolution}")
+            raise ConfigError(f"resolution must be >= 32 px, got {self.resolution}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"unknown precision {self.precision!r}; choose auto, bf16 or fp32")
         if self.stopping not in STOPPING:
@@ -218,9 +222,10 @@ class RunConfig:
     @property
     def name(self) -> str:
         """Short readable name: ``base`` or e.g. ``b3-mean-thawed``."""
+        prefix = "" if self.model == "vgg16_bn" else f"{self.model}-"
         if self.block == 0:
-            return "control" if self.control else "base"
-        return f"b{self.block}-{self.init}-{self.regime}"
+            return prefix + ("control" if self.control else "base")
+        return f"{prefix}b{self.block}-{self.init}-{self.regime}"
 
     @property
     def scheme(self) -> str:
@@ -263,7 +268,10 @@ class RunConfig:
 
 # Fields added with results format 2, and their format-1 values (left out of RunConfig.key()).
 _FORMAT2_DEFAULTS = {"val_fraction": 0.0, "stopping": "fixed", "stop_patience": 4,
-                     "child_lr": "initial", "control": False, "stn_tol": 0.0}
+                     "child_lr": "initial", "control": False, "stn_tol": 0.0, "model": "vgg16_bn"}
+# Architectures a run can triage, and their number of addressable blocks (VGG16's five
+# blocks; a ResNet's stages).
+MODELS = {"vgg16_bn": 5, "resnet8": 3, "resnet20": 3, "resnet18": 4}
 
 
 def _base_epochs(profile: str, dataset: str) -> int:
@@ -516,6 +524,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 def build_model(cfg: RunConfig) -> VGG:
     """The (uncompressed) architecture of ``cfg`` with fresh weights."""
     s = spec(cfg.dataset)
+    if cfg.model != "vgg16_bn":
+        from .resnet import RESNETS
+        return RESNETS[cfg.model](s.num_classes, in_channels=s.in_channels, width=cfg.width)
     return vgg16_bn(s.num_classes, in_channels=s.in_channels, width=cfg.width,
                     resolution=cfg.resolution)
 

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .data import DATASETS, DataError
-from .experiments import (_FORMAT2_DEFAULTS, PROFILES, STORE_FORMAT, ConfigError, RunConfig, RunStore, _check_folder,
+from .experiments import (_FORMAT2_DEFAULTS, MODELS, PROFILES, STORE_FORMAT, ConfigError, RunConfig, RunStore, _check_folder,
                           atomic_write_json, default_runs_root, make_config)
 from .init import INITS
 from .train import REGIMES
@@ -139,7 +139,12 @@ def expand_grid(datasets="all", profile: str = "smoke", seeds: Iterable[int] = (
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     datasets = _as_tuple(datasets, DATASETS, "dataset")
-    blocks = _as_tuple(blocks, BLOCKS, "block")
+    model = overrides.get("model", "vgg16_bn")
+    if model not in MODELS:
+        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    all_blocks = tuple(range(1, MODELS[model] + 1))   # VGG16's 5 blocks, a ResNet's stages
+    blocks = all_blocks if tuple(blocks or ()) == BLOCKS else blocks
+    blocks = _as_tuple(blocks, all_blocks, "block")
     inits = _as_tuple(inits, INITS, "init")
     regimes = _as_tuple(regimes, REGIMES, "regime")
     seeds = tuple(dict.fromkeys(int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)))

@@ -189,16 +189,18 @@ def initialise(child: VGG, parent: VGG, block: int, method: str, loader=None, *,
 
     Returns the STN hint losses per epoch ([] for the others).
     """
+    from .resnet import ResNet, stage_glorot_, stage_mean_
+    rw, mw = (stage_glorot_, stage_mean_) if isinstance(child, ResNet) else (glorot_, parent_mean_)
     if method == "random":
-        glorot_(child, block)
+        rw(child, block)
         return []
     if method == "mean":
-        parent_mean_(child, parent, block)
+        mw(child, parent, block)
         return []
     if method == "stn":
         if loader is None:
             raise ValueError("the 'stn' initialiser needs a training loader")
-        glorot_(child, block)
+        rw(child, block)
         return student_teacher_(child, parent, block, loader, epochs=stn_epochs, lr=stn_lr,
                                 autocast_dtype=autocast_dtype, progress=progress, tol=stn_tol,
                                 cache=cache)

@@ -38,15 +38,19 @@ def block1_activations(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """
     block = model.block(1)
     relus = [m for m in block.children() if isinstance(m, nn.ReLU)]
-    if not relus:
+    # VGG: the last ReLU inside block 1 (before its pool); a ResNet stage: the stage's output
+    target = relus[-1] if relus else block
+    if not relus and not hasattr(model, "prefix"):
         raise ValueError("block 1 of this model has no ReLU")
     captured = []
-    handle = relus[-1].register_forward_hook(lambda mod, inp, out: captured.append(out.detach().clone()))
+    handle = target.register_forward_hook(lambda mod, inp, out: captured.append(out.detach().clone()))
     was_training = model.training
     try:
         model.eval()
         with torch.no_grad():
-            block(x.to(next(model.parameters()).device))  # the rest of the network is not needed
+            x = x.to(next(model.parameters()).device)
+            stem = model.prefix(1) if hasattr(model, "prefix") else (lambda t: t)
+            block(stem(x))  # the rest of the network is not needed
     finally:
         handle.remove()
         model.train(was_training)

@@ -74,8 +74,8 @@ def set_rng_state(state) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _new_layer_modules(block: int) -> tuple[str, ...]:
-    return compressed_layer_names(block)
+def _new_layer_modules(block: int, model=None) -> tuple[str, ...]:
+    return compressed_layer_names(block, model)
 
 
 def apply_regime(model: nn.Module, regime: str | None, block: int = 0) -> nn.Module:
@@ -91,8 +91,8 @@ def apply_regime(model: nn.Module, regime: str | None, block: int = 0) -> nn.Mod
     if regime != "frozen":
         raise ValueError(f"unknown regime {regime!r}; choose one of {', '.join(REGIMES)}")
     if block < 1:
-        raise ValueError("the frozen regime needs a compressed block (1..5)")
-    keep = tuple(n + "." for n in _new_layer_modules(block))
+        raise ValueError("the frozen regime needs a compressed block (>= 1)")
+    keep = tuple(n + "." for n in _new_layer_modules(block, model))
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith(keep))
     return model
@@ -102,7 +102,7 @@ def set_train_mode(model: nn.Module, regime: str | None, block: int = 0) -> nn.M
     """``model.train()``, except that under FM every BN but the new one stays in eval mode."""
     model.train()
     if regime == "frozen":
-        keep = set(_new_layer_modules(block))
+        keep = set(_new_layer_modules(block, model))
         for name, m in model.named_modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and name not in keep:
                 m.eval()
