@@ -300,3 +300,38 @@ def test_smoke_grid_slice_end_to_end(tmp_path):
     assert len(res.metrics) == 6 + 1 + 1
     assert set(check_claims(res.runs).verdicts["verdict"]) <= set(VERDICTS)
     assert folder.is_dir()
+
+
+def test_export_reads_runs_exported_on_another_machine(tmp_path):
+    """Format 2: a results folder alone (the run store gone) exports runs.csv with the new columns,
+    the control and the bases' CKA to each other; the stored child-lr pilot reads back."""
+    import pandas as pd
+    from triage.experiments import RunStore, make_config, run
+    tiny = dict(width=1 / 16, train_per_class=24, test_per_class=12, batch_size=32, val_fraction=0.25)
+    results = tmp_path / "results"
+    for seed in (0, 1):
+        store = RunStore(tmp_path / "gone", results=results)
+        run(make_config("mnist", 0, profile="smoke", seed=seed, **tiny), store, progress=False, log=lambda m: None)
+    run(make_config("mnist", 0, profile="smoke", seed=0, control=True, epochs=1, **tiny), store, progress=False,
+        log=lambda m: None)
+    import shutil
+    shutil.rmtree(tmp_path / "gone")
+    out = report.export("smoke", runs_root=tmp_path / "empty", out=results, grid_only=False, fig3=False,
+                        log=lambda m: None)
+    runs = pd.read_csv(out / "runs.csv")
+    assert sorted(runs["name"]) == ["base", "base", "control"]
+    for col in ("test_acc_at_best_val", "best_val_acc", "stop_reason", "cka_block1", "majority_frac"):
+        assert runs[col].notna().all(), col
+    cka = pd.read_csv(out / "cka_bases.csv")
+    assert list(cka[["seed_a", "seed_b"]].itertuples(index=False, name=None)) == [(0, 1)]
+    assert 0 < cka["cka_block1"].iloc[0] < 1
+    assert report.grid_size("smoke") == 31 and report.grid_size("campaign") == 32
+
+
+def test_stored_child_lr_pilot():
+    table, decision = report.child_lr_pilot()
+    if table is None:
+        pytest.skip("no campaign pilot stored")
+    assert decision["choice"] in ("initial", "continue") and len(table) == 5
+    diff = table["initial"].mean() - table["continue"].mean()
+    assert (decision["choice"] == "initial") == (diff > decision["margin"])

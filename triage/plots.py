@@ -626,6 +626,9 @@ def plot_max_accuracy(runs, tag="", axes=None, measure=None):
                           errorbar=("ci", 95) if n_seeds >= 3 else None, linestyle="none",
                           markers=["v" if s.startswith("FM") else "o" for s in present],
                           markersize=7, ax=ax)
+        if kids.empty:
+            ax.text(0.5, 0.5, "no compressed network stored yet", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=9, color="0.4")
         is_control = part["name"].eq("control") if "name" in part.columns else False
         base = part[(part["block"] == 0) & ~is_control][measure]
         if len(base):
