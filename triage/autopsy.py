@@ -1499,3 +1499,22 @@ def verdicts(f: pd.DataFrame, tolerance: float = 1.0) -> dict:
                                     "of filters needs many clusters.", "Many clusters are needed for some data "
                                     "sets only.", "Unlike in the paper, few clusters suffice."))
     return out
+
+
+def profile_note(profile: str) -> str:
+    """One sentence on what the autopsy verdicts of a profile's bases can claim (the chapter's caveat)."""
+    from .experiments import PROFILES
+    p = PROFILES[profile]
+    if profile == "smoke":
+        return ("At the `smoke` profile these verdicts describe tiny, briefly trained networks evaluated on a "
+                "few hundred images: they illustrate the method, not the paper's claims.")
+    if profile == "cpu":
+        return (f"These verdicts describe networks of width {p.width:g} trained for {p.base_epochs} epochs on "
+                f"about {p.train_images:,} images (see the first table for each base's accuracy, far below "
+                "full scale on CIFAR-100 and Stanford Dogs); `-p profile paper` gives claims about full-width "
+                "VGG16-BN trained as in the paper.")
+    if p.stopping == "plateau":
+        return (f"These verdicts describe the {profile} profile's converged bases: width {p.width:g} VGG16-BN "
+                "trained on the full training sets to a validation plateau (see the first table for their "
+                "accuracy), evaluated on the first test images as the first table says.")
+    return "These verdicts describe full-width VGG16-BN trained as in the paper's Tables 1-2."
