@@ -731,7 +731,8 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
         if select > best["acc"]:
             best = {"epoch": epoch + 1, "acc": select,
                     "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
-        bar.set_postfix(train_acc=f"{tr['acc']:.3f}", val_acc=f"{select:.3f}", test_acc=f"{te['acc']:.3f}")
+        bar.set_postfix(train_acc=f"{tr['acc']:.3f}", test_acc=f"{te['acc']:.3f}",
+                        **({"val_acc": f"{va['acc']:.3f}"} if va is not None else {}))
         _write_metrics(run_dir, rows)
         atomic_torch_save(ckpt_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(),
