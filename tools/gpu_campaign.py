@@ -89,6 +89,10 @@ def main() -> int:
     bases = [c for ds in a.datasets for c in grid(ds, a.seeds, blocks=[1], inits=["random"], regimes=["thawed"])
              if c.block == 0 and not c.control]
     pilot = []
+    stored = Path(store.results or ".") / a.profile / "child_lr_pilot.json"
+    if stored.is_file() and not a.no_pilot:
+        log(f"child lr decided earlier ({stored}): no pilot")
+        a.no_pilot = True
     if not a.no_pilot:   # on CIFAR-10 seed 0 (the first data set when CIFAR-10 is not run)
         ds = "cifar10" if "cifar10" in a.datasets else a.datasets[0]
         pilot = [make_config(ds, b, i, r, a.profile, a.seeds[0], child_lr=lr, **overrides)
@@ -96,14 +100,21 @@ def main() -> int:
     kw = dict(device=a.device, notebooks=False, jobs=a.jobs, threads=1, progress=False, log=log)
     log(f"phase 1: {len(bases)} bases + {len(pilot)} pilot children, {a.jobs} at once")
     run_grid(bases + pilot, store, **kw)
-    decision = choose_child_lr(store, pilot) if pilot else {"choice": PROFILES[a.profile].child_lr,
-                                                            "why": "no pilot: the profile's"}
+    if pilot:
+        decision = choose_child_lr(store, pilot)
+    elif stored.is_file():
+        decision = json.loads(stored.read_text())
+    else:
+        decision = {"choice": PROFILES[a.profile].child_lr, "why": "no pilot: the profile's"}
     if decision["choice"] is None:
         decision["choice"] = PROFILES[a.profile].child_lr
     log(f"child lr: {decision['choice']} ({decision['why']})")
     if a.out:
         Path(a.out).mkdir(parents=True, exist_ok=True)
         (Path(a.out) / "decision.json").write_text(json.dumps(decision, indent=2))
+    if pilot and store.results is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_text(json.dumps(decision, indent=2))
     cfgs = [c for ds in a.datasets for c in grid(ds, a.seeds, child_lr=decision["choice"])]
     todo = [c for c in cfgs if not store.is_done(c)]
     log(f"phase 2: {len(todo)} of {len(cfgs)} networks to train, {a.jobs} at once, "
