@@ -1,0 +1,32 @@
+"""tools/gpu_campaign.py on its CPU path: the pilot, the stored decision, the deadline."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[1]
+ARGS = ["--device", "cpu", "--profile", "smoke", "--datasets", "mnist", "--seeds", "0", "--jobs", "2",
+        "--set", "width=0.0625", "train_per_class=10", "test_per_class=10", "val_fraction=0.25", "epochs=1",
+        "stn_epochs=1"]
+
+
+def test_gpu_campaign_cpu_path(tmp_path):
+    env = {**os.environ, "TRIAGE_RUNS": str(tmp_path / "runs"), "TRIAGE_RESULTS": str(tmp_path / "results"),
+           "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "tools/gpu_campaign.py", *ARGS, "--deadline", "120",
+                          "--out", str(tmp_path / "out")], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    decision = json.loads((tmp_path / "out" / "decision.json").read_text())
+    assert decision["choice"] in ("initial", "continue") and len(decision["acc"]["initial"]) == 5
+    stored = tmp_path / "results" / "triage" / "smoke" / "child_lr_pilot.json"
+    assert json.loads(stored.read_text()) == decision
+    # a second call reuses the decision and stops at its deadline, keeping what finished
+    out2 = subprocess.run([sys.executable, "tools/gpu_campaign.py", *ARGS, "--deadline", "5"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert out2.returncode == 0 and "decided earlier" in out2.stdout, out2.stdout[-2000:]
+    assert f"child lr: {decision['choice']}" in out2.stdout
+    exported = list((tmp_path / "results" / "triage" / "smoke" / "runs" / "mnist").glob("*/summary.json"))
+    assert len(exported) >= 11          # the base and the ten pilot children
