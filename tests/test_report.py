@@ -335,3 +335,21 @@ def test_stored_child_lr_pilot():
     assert decision["choice"] in ("initial", "continue") and len(table) == 5
     diff = table["initial"].mean() - table["continue"].mean()
     assert (decision["choice"] == "initial") == (diff > decision["margin"])
+
+
+def test_convergence_audit_by_hand():
+    t = pd.DataFrame([
+        # dataset, seed, name, block, stopping, epochs, epochs_trained, test_acc_at_best_val
+        ("mnist", 0, "base", 0, "plateau", 60, 32, 0.9930),
+        ("mnist", 0, "base", 0, "fixed", 64, 64, 0.9941),        # +0.11 pt: converged
+        ("cifar10", 0, "base", 0, "plateau", 60, 30, 0.7900),
+        ("cifar10", 0, "base", 0, "fixed", 60, 60, 0.8000),      # +1.0 pt: not converged
+        ("cifar10", 0, "control", 0, "plateau", 30, 30, 0.8100),  # the control is no audit
+        ("cifar100", 0, "base", 0, "plateau", 60, 40, 0.39),      # no audit run: left out
+    ], columns=["dataset", "seed", "name", "block", "stopping", "epochs", "epochs_trained", "test_acc_at_best_val"])
+    a = report.convergence_audit(t).set_index("dataset")
+    assert list(a.index) == ["cifar10", "mnist"]
+    assert a.loc["mnist", "gain"] == pytest.approx(0.0011) and a.loc["mnist", "converged"]
+    assert a.loc["cifar10", "gain"] == pytest.approx(0.01) and not a.loc["cifar10", "converged"]
+    assert (a.loc["cifar10", "base_epochs"], a.loc["cifar10", "audit_epochs"]) == (30, 60)
+    assert report.convergence_audit(pd.DataFrame()).empty

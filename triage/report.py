@@ -35,7 +35,7 @@ from pathlib import Path
 __all__ = ["RESULTS_FORMAT", "GRID_SIZE", "SCHEMES", "FIG3_MODELS",
            "default_results_root", "default_profile", "stored_profiles", "export", "load", "Results",
            "run_smoke_grid", "grid_runs", "margins", "regime_gaps", "convergence_diffs",
-           "activation_similarity", "setting_differences", "cka_bases", "grid_size", "child_lr_pilot", "setting_caveat", "timings",
+           "activation_similarity", "setting_differences", "cka_bases", "grid_size", "child_lr_pilot", "convergence_audit", "setting_caveat", "timings",
            "add_commands", "main"]
 
 RESULTS_FORMAT = 2        # bump when the exported files change incompatibly
@@ -229,6 +229,42 @@ def child_lr_pilot(root=None, profile: str = "campaign"):
                          index=pd.Index(names, name="pilot child (CIFAR-10, seed 0)"))
     table["initial - continue (pt)"] = 100 * (table["initial"] - table["continue"])
     return table, dec
+
+
+def convergence_audit(table, margin: float = 0.005):
+    """Did the bases converge? Each base against the same base trained twice as long.
+
+    An audit run is a base config of the same data set, profile and seed with
+    ``stopping="fixed"`` (it trains its whole ``epochs``, about twice what the base
+    trained); issue 12 asks that it gain less than ``margin`` (0.5 points) of test accuracy
+    at the best validation epoch.
+
+    Args:
+        table: runs of a profile with format-2 columns, audit runs included (e.g.
+            ``triage.grid.results_table(results_root, profile, exported=True)``; ``runs.csv``
+            leaves audit runs out as they are not grid networks).
+        margin: the largest gain that still counts as converged.
+
+    Returns:
+        DataFrame: dataset, seed, base and audit epochs and accuracies, gain, converged.
+    """
+    import pandas as pd
+    cols = ["dataset", "seed", "base_epochs", "base_acc", "audit_epochs", "audit_acc", "gain", "converged"]
+    if table.empty or "stopping" not in table.columns:
+        return pd.DataFrame(columns=cols)
+    b0 = table[(table["block"] == 0) & (table["name"] == "base")]
+    rows = []
+    for (ds, seed), part in b0.groupby(["dataset", "seed"]):
+        base = part[part["stopping"] == "plateau"]
+        audit = part[part["stopping"] == "fixed"]
+        if base.empty or audit.empty:
+            continue
+        b, a = base.iloc[0], audit.sort_values("epochs").iloc[-1]
+        gain = float(a["test_acc_at_best_val"] - b["test_acc_at_best_val"])
+        rows.append({"dataset": ds, "seed": int(seed), "base_epochs": int(b["epochs_trained"]),
+                     "base_acc": float(b["test_acc_at_best_val"]), "audit_epochs": int(a["epochs_trained"]),
+                     "audit_acc": float(a["test_acc_at_best_val"]), "gain": gain, "converged": gain < margin})
+    return pd.DataFrame(rows, columns=cols)
 
 
 def _fig3_meta(fig: dict | None) -> dict | None:
