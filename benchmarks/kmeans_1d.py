@@ -1,4 +1,4 @@
-"""Scalar (1-D) k-means of network weights: triage.autopsy.kmeans_1d vs scikit-learn's KMeans.
+"""Scalar (1-D) k-means of network weights: triage.kmeans.kmeans_1d vs scikit-learn's KMeans.
 
 Both cluster the same weights (one layer's weight and bias values, as the paper's
 per-layer codebooks do) for several K. Reported per K: wall-clock seconds of each, the
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_machine, print_machine, set_threads  # noqa: E402
 
 import triage  # noqa: E402
-from triage import autopsy  # noqa: E402
+from triage import autopsy, kmeans  # noqa: E402
 
 
 def largest_conv(model):
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     rows = []
     for k in ks:
         t0 = time.perf_counter()
-        ours = autopsy.kmeans_1d(x, k)
+        ours = kmeans.kmeans_1d(x, k)
         t_ours = time.perf_counter() - t0
         t0 = time.perf_counter()
         ref = KMeans(k, n_init=1, random_state=0).fit(x.astype(np.float64).reshape(-1, 1))

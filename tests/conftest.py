@@ -49,3 +49,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def cifar_base():
+    """The smoke-profile CIFAR-10 base (trained in seconds, then reused from the run store), with 50
+    training and 50 test images per class in batches of 250, unflipped (tests/test_critical.py,
+    tests/test_studies.py)."""
+    import triage
+    try:
+        cfg = triage.make_config("cifar10", profile="smoke")
+        run_dir = triage.run(cfg, progress=False, log=lambda *a: None)
+        train, test, sp = triage.get_loaders("cifar10", train_per_class=50, test_per_class=50, batch_size=250,
+                                             flip=False, seed=cfg.seed)
+    except triage.DataError as e:
+        pytest.skip(f"CIFAR-10 not available: {e}")
+    return triage.load_model(run_dir), train, test, sp

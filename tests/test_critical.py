@@ -10,6 +10,9 @@ import torch
 from torch import nn
 
 from triage import critical as cr
+from triage import critical_am as cam
+from triage import critical_distill as cd
+from tiny_nets import assert_unchanged, snapshot
 from triage.models import vgg16_bn
 
 
@@ -26,17 +29,6 @@ def no_hooks(model):
             if len(getattr(m, d, {})):
                 return False
     return not (M._global_forward_hooks or M._global_forward_pre_hooks or M._global_backward_hooks)
-
-
-def snapshot(m):
-    return {k: v.detach().clone() for k, v in m.state_dict().items()}
-
-
-def assert_unchanged(m, before):
-    after = m.state_dict()
-    assert after.keys() == before.keys()
-    for k in before:
-        assert torch.equal(after[k], before[k]), k
 
 
 def toy():
@@ -216,10 +208,10 @@ def test_hooks_removed_when_the_forward_raises():
         cr.class_maps(model, [(x, torch.tensor([0, 1]))], progress=False)
     assert no_hooks(model)
     with pytest.raises(RuntimeError, match="boom"):
-        cr.activation_maximisation(model, "conv2", [0], steps=2, shape=(3, 8, 8), progress=False)
+        cam.activation_maximisation(model, "conv2", [0], steps=2, shape=(3, 8, 8), progress=False)
     assert no_hooks(model)
     # the hooked layer runs before the failing one: AM stops there and never reaches it
-    am = cr.activation_maximisation(model, "conv1", [1], steps=3, shape=(3, 8, 8), progress=False)
+    am = cam.activation_maximisation(model, "conv1", [1], steps=3, shape=(3, 8, 8), progress=False)
     assert am.images.shape == (1, 3, 8, 8)
     assert no_hooks(model)
 
@@ -241,7 +233,7 @@ def test_hooks_removed_when_the_loader_raises():
 def test_am_finds_the_known_optimum_of_a_one_channel_toy():
     """Filter 0 is +x, filter 1 is -x: the optimal images are all white and all black."""
     model = toy()
-    am = cr.activation_maximisation(model, "conv", [0, 1], steps=60, lr=0.1, mean=(0.5,), std=(0.25,),
+    am = cam.activation_maximisation(model, "conv", [0, 1], steps=60, lr=0.1, mean=(0.5,), std=(0.25,),
                                     shape=(1, 8, 8), progress=False)
     assert am.images.shape == (2, 1, 8, 8)
     assert float(am.images[0].mean()) > 0.95
@@ -257,16 +249,16 @@ def test_am_raises_filter_and_logit_on_vgg(in_channels):
     model = tiny_vgg(in_channels=in_channels)
     before = snapshot(model)
     mean, std = (0.5,) * in_channels, (0.25,) * in_channels
-    am = cr.activation_maximisation(model, "Conv5_1", [0, 3], steps=25, mean=mean, std=std, progress=False)
+    am = cam.activation_maximisation(model, "Conv5_1", [0, 3], steps=25, mean=mean, std=std, progress=False)
     assert am.images.shape == (2, in_channels, 32, 32)
     assert am.layer == "features.block5.conv1" and am.units == (0, 3)
     assert (am.activation > am.start).all()
     # without the regularisers (which hold back a random network's high-frequency optimum) it climbs faster
-    free = cr.activation_maximisation(model, "Conv5_1", [0, 3], steps=25, jitter=0, blur_sigma=0, l2=0,
+    free = cam.activation_maximisation(model, "Conv5_1", [0, 3], steps=25, jitter=0, blur_sigma=0, l2=0,
                                       mean=mean, std=std, progress=False)
     assert (free.activation > am.start + 0.05).all()
     assert 0 <= float(am.images.min()) and float(am.images.max()) <= 1
-    lg = cr.activation_maximisation(model, "logits", 2, steps=25, mean=mean, std=std, progress=False)
+    lg = cam.activation_maximisation(model, "logits", 2, steps=25, mean=mean, std=std, progress=False)
     assert lg.activation[0] > lg.start[0]
     assert_unchanged(model, before)
     assert no_hooks(model)
@@ -276,13 +268,13 @@ def test_am_raises_filter_and_logit_on_vgg(in_channels):
 def test_select_filters_by_hand_and_ceil_rule():
     maps = hand_maps(act=[[[1, 2, 3, 0.5], [1, 1, 1, 1]]], con=[[[1, 2, 0.1, 10], [4, 3, 2, 1]]],
                      classes=["cat", "dog"])
-    assert cr.select_filters(maps, "cat", 0.5)["features.block1.conv1"].tolist() == [1, 3]
-    assert cr.select_filters(maps, "dog", 0.25)["features.block1.conv1"].tolist() == [0]
-    assert cr.select_filters(maps, 1, 0.3)["features.block1.conv1"].tolist() == [0, 1]  # ceil(1.2) = 2
-    assert cr.select_filters(maps, "cat", 1.0)["features.block1.conv1"].tolist() == [0, 1, 2, 3]
+    assert cd.select_filters(maps, "cat", 0.5)["features.block1.conv1"].tolist() == [1, 3]
+    assert cd.select_filters(maps, "dog", 0.25)["features.block1.conv1"].tolist() == [0]
+    assert cd.select_filters(maps, 1, 0.3)["features.block1.conv1"].tolist() == [0, 1]  # ceil(1.2) = 2
+    assert cd.select_filters(maps, "cat", 1.0)["features.block1.conv1"].tolist() == [0, 1, 2, 3]
     # the paper's 52 of 512 at ratio 0.1, in each of the last six layers by default
     big = hand_maps(act=[torch.rand(2, 512).tolist()] * 8, con=[torch.rand(2, 512).tolist()] * 8)
-    kept = cr.select_filters(big, 0, 0.1)
+    kept = cd.select_filters(big, 0, 0.1)
     assert list(kept) == list(big.layers[-6:])
     assert all(len(v) == 52 for v in kept.values())
 
@@ -301,12 +293,12 @@ def test_distill_keeps_exact_channels_and_matches_the_masked_copy():
     model = tiny_vgg()
     before = snapshot(model)
     g = torch.Generator().manual_seed(1)
-    layers = cr.last_conv_layers(model)
+    layers = cd.last_conv_layers(model)
     assert layers == ["features.block4.conv1", "features.block4.conv2", "features.block4.conv3",
                       "features.block5.conv1", "features.block5.conv2", "features.block5.conv3"]
     sizes = [3, 5, 1, 7, 2, 4]
     kept = {n: torch.randperm(32, generator=g)[:k] for n, k in zip(layers, sizes)}
-    small = cr.distill(model, kept)
+    small = cd.distill(model, kept)
     # exact channel counts: convs, BNs, next convs' inputs, classifier input
     units = cr.conv_units(small)
     c_in = 16  # block 3's output at width 1/16
@@ -317,10 +309,10 @@ def test_distill_keeps_exact_channels_and_matches_the_masked_copy():
         c_in = k
     assert small.classifier[0].in_features == 4 and small.classifier[0].out_features == 32
     assert small.cfg == ((4, 4), (8, 8), (16, 16, 16), (3, 5, 1), (7, 2, 4))
-    assert cr.model_size(small)["params"] == expected_params(small.cfg, 3, 10, 32)
+    assert cd.model_size(small)["params"] == expected_params(small.cfg, 3, 10, 32)
     assert torch.count_nonzero(small.classifier[-1].bias) == 0
     # same logits as the original with the removed filters' outputs zeroed (and zero logit biases)
-    masked = cr.mask_filters(model, kept)
+    masked = cd.mask_filters(model, kept)
     x = torch.randn(6, 3, 32, 32, generator=g)
     with torch.no_grad():
         zs, zm, z0 = small(x), masked(x), model(x)
@@ -336,7 +328,7 @@ def test_distill_keeps_exact_channels_and_matches_the_masked_copy():
     dropped = sorted(set(range(32)) - set(kept["features.block5.conv1"].tolist()))
     assert acts[0][:, dropped].abs().max() == 0
     # ratio 1 keeps everything: the original network with zero logit biases
-    full = cr.distill(model, {n: range(32) for n in layers})
+    full = cd.distill(model, {n: range(32) for n in layers})
     with torch.no_grad():
         assert torch.allclose(full(x), z0 - model.classifier[-1].bias, atol=1e-5)
     assert_unchanged(model, before)
@@ -345,17 +337,17 @@ def test_distill_keeps_exact_channels_and_matches_the_masked_copy():
 def test_distill_a_middle_layer_and_the_224_px_head():
     model = tiny_vgg(resolution=224)
     kept = {"conv4_2": [0, 2, 9], "conv5_3": [1, 30]}
-    small = cr.distill(model, kept, zero_logit_bias=False)
+    small = cd.distill(model, kept, zero_logit_bias=False)
     assert small.features.block4.conv2.out_channels == 3
     assert small.features.block4.conv3.in_channels == 3 and small.features.block4.conv3.out_channels == 32
     assert small.classifier[0].in_features == 2 * 49  # 7 x 7 columns per kept channel
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
-        assert torch.allclose(small(x), cr.mask_filters(model, kept, zero_logit_bias=False)(x), rtol=1e-5, atol=1e-4)
+        assert torch.allclose(small(x), cd.mask_filters(model, kept, zero_logit_bias=False)(x), rtol=1e-5, atol=1e-4)
 
 
 def test_distilled_size_at_paper_scale():
-    s = cr.distilled_size(vgg16_bn(10), 0.1)
+    s = cd.distilled_size(vgg16_bn(10), 0.1)
     assert s["base_params"] == expected_params(vgg16_bn(10).cfg, 3, 10, 512)
     cfg = ((64, 64), (128, 128), (256, 256, 256), (52, 52, 52), (52, 52, 52))
     assert s["params"] == expected_params(cfg, 3, 10, 512)
@@ -378,31 +370,31 @@ def test_one_vs_all_by_hand():
     y = torch.tensor([0, 0, 0, 1, 2])
     loader = [(z[:2], y[:2]), (z[2:], y[2:])]
     # argmax == 0: rows 0, 2, 4 -> TP 2/3 (rows 0, 2), FP 1/2 (row 4)
-    r = cr.one_vs_all(Logits(), loader, 0)
+    r = cd.one_vs_all(Logits(), loader, 0)
     assert (r["tp"], r["fp"], r["n_pos"], r["n_neg"]) == (pytest.approx(2 / 3), 0.5, 3, 2)
     # z_0 > 0: rows 0, 1, 3, 4 -> TP 2/3, FP 2/2
-    r = cr.one_vs_all(Logits(), loader, 0, rule="positive_logit")
+    r = cd.one_vs_all(Logits(), loader, 0, rule="positive_logit")
     assert (r["tp"], r["fp"]) == (pytest.approx(2 / 3), 1.0)
-    r = cr.one_vs_all(Logits(), loader, 2)
+    r = cd.one_vs_all(Logits(), loader, 2)
     assert (r["tp"], r["fp"]) == (0.0, 0.25)
     # AUC of z_0 (class 0 = rows 0-2: 2.0, 0.5, -0.1; rest: 3.0, 1.0): pairs won 1 + 0 + 0 of 6
-    assert cr.one_vs_all(Logits(), loader, 0)["auc"] == pytest.approx(1 / 6)
+    assert cd.one_vs_all(Logits(), loader, 0)["auc"] == pytest.approx(1 / 6)
     # z_1 (row 3: 0.0 against 1.0, 0.6, -0.2, 0.0): wins 1, ties 1 -> 1.5 / 4
-    assert cr.one_vs_all(Logits(), loader, 1)["auc"] == pytest.approx(1.5 / 4)
+    assert cd.one_vs_all(Logits(), loader, 1)["auc"] == pytest.approx(1.5 / 4)
     # balanced accuracy and the collapse flag: class 0 under z_0 > 0 says "0" to 2/3 and 2/2
-    r = cr.one_vs_all(Logits(), loader, 0, rule="positive_logit")
+    r = cd.one_vs_all(Logits(), loader, 0, rule="positive_logit")
     assert (r["balanced"], r["collapsed"]) == (pytest.approx((2 / 3 + 1 - 1) / 2), False)
 
 
 def test_argmax_rule_is_strict_and_a_constant_detector_is_flagged():
     """All logits equal (every path but one cut, zero biases): the arg-max never says "c"."""
     z, y = torch.zeros(4, 3), torch.tensor([0, 1, 2, 0])
-    r = cr.one_vs_all(Logits(), [(z, y)], 0)
+    r = cd.one_vs_all(Logits(), [(z, y)], 0)
     assert (r["tp"], r["fp"], r["balanced"], r["collapsed"]) == (0.0, 0.0, 0.5, True)
     # "always c": TP = FP = 1, collapsed under either rule
     z = torch.tensor([[1.0, -1.0, -1.0]]).repeat(4, 1)
     for rule in cr.RULES:
-        r = cr.one_vs_all(Logits(), [(z, y)], 0, rule=rule)
+        r = cd.one_vs_all(Logits(), [(z, y)], 0, rule=rule)
         assert (r["tp"], r["fp"], r["collapsed"]) == (1.0, 1.0, True)
 
 
@@ -410,21 +402,21 @@ def test_distillation_table_matches_direct_evaluation():
     model = tiny_vgg()
     maps = cr.class_maps(model, random_loader(n=20, batch=10), progress=False)
     test = random_loader(n=30, batch=8, seed=5)
-    t = cr.distillation_table(model, maps, test, 0.25, classes=[0, "3"], progress=False)
+    t = cd.distillation_table(model, maps, test, 0.25, classes=[0, "3"], progress=False)
     assert t["class"].tolist() == [0, 3] and (t["kept"] == "8/32").all()
     for _, row in t.iterrows():
-        small, _ = cr.distill_class(model, maps, int(row["class"]), 0.25)
-        direct = cr.one_vs_all(small, test, int(row["class"]))
+        small, _ = cd.distill_class(model, maps, int(row["class"]), 0.25)
+        direct = cd.one_vs_all(small, test, int(row["class"]))
         assert (row["tp"], row["fp"]) == (direct["tp"], direct["fp"])
         assert row["auc"] == pytest.approx(direct["auc"])
-        base = cr.one_vs_all(model, test, int(row["class"]))
+        base = cd.one_vs_all(model, test, int(row["class"]))
         assert (row["base_tp"], row["base_fp"], row["base_auc"]) == (base["tp"], base["fp"], base["auc"])
         assert (row["balanced"], row["collapsed"]) == (direct["balanced"], direct["collapsed"])
-        assert row["params"] == cr.model_size(small)["params"]
-    sw = cr.ratio_sweep(model, maps, test, ratios=(0.05, 0.25, 1.0), classes=[0, 3], progress=False)
+        assert row["params"] == cd.model_size(small)["params"]
+    sw = cd.ratio_sweep(model, maps, test, ratios=(0.05, 0.25, 1.0), classes=[0, 3], progress=False)
     assert len(sw) == 6
     assert sw[sw.ratio == 0.25][["tp", "fp"]].to_numpy().tolist() == t[["tp", "fp"]].to_numpy().tolist()
-    s = cr.summarise_sweep(sw)
+    s = cd.summarise_sweep(sw)
     assert s["ratio"].tolist() == [0.05, 0.25, 1.0]
     assert s["mb"].is_monotonic_increasing
     assert s["balanced"].tolist() == pytest.approx(((s["tp"] + 1 - s["fp"]) / 2).tolist())
@@ -432,10 +424,10 @@ def test_distillation_table_matches_direct_evaluation():
 
 def test_breakdown_ratio_by_hand():
     s = pd.DataFrame({"ratio": [0.02, 0.05, 0.1, 0.5, 1.0], "balanced": [0.5, 0.6, 0.85, 0.9, 0.92]})
-    assert cr.breakdown_ratio(s, tolerance=0.1) == 0.05
-    assert cr.breakdown_ratio(s, tolerance=0.5) is None
+    assert cd.breakdown_ratio(s, tolerance=0.1) == 0.05
+    assert cd.breakdown_ratio(s, tolerance=0.5) is None
     with pytest.raises(ValueError, match="no column 'nope'"):
-        cr.breakdown_ratio(s, column="nope")
+        cd.breakdown_ratio(s, column="nope")
 
 
 # ----------------------------------------------------------------------------- clear errors
@@ -443,63 +435,50 @@ def test_breakdown_ratio_by_hand():
 def test_bad_ratio(ratio):
     maps = hand_maps(act=[[[1, 2], [3, 4]]], con=[[[1, 1], [1, 1]]])
     with pytest.raises(ValueError, match="ratio"):
-        cr.select_filters(maps, 0, ratio)
+        cd.select_filters(maps, 0, ratio)
     with pytest.raises(ValueError, match="ratio"):
-        cr.distilled_size(tiny_vgg(), ratio)
+        cd.distilled_size(tiny_vgg(), ratio)
 
 
 def test_clear_errors_for_bad_input():
     model = tiny_vgg()
     maps = hand_maps(act=[[[1, 2], [3, 4]]], con=[[[1, 1], [1, 1]]], classes=["cat", "dog"], counts=[1, 0])
     with pytest.raises(ValueError, match="unknown class 'zebra'"):
-        cr.select_filters(maps, "zebra")
+        cd.select_filters(maps, "zebra")
     with pytest.raises(ValueError, match="out of range"):
         maps.class_index(2)
     with pytest.raises(ValueError, match="no images of class 'dog'"):
-        cr.select_filters(maps, "dog")
+        cd.select_filters(maps, "dog")
     with pytest.raises(ValueError, match="unknown conv layer 'conv6_1'"):
         cr.resolve_layers(model, "conv6_1")
     with pytest.raises(ValueError, match="unknown conv layer"):
         cr.class_maps(model, random_loader(), layers=["features.block5.bn1"], progress=False)
     with pytest.raises(ValueError, match="not in these maps"):
-        cr.select_filters(maps, "cat", 0.5, layers=["conv5_1"])
+        cd.select_filters(maps, "cat", 0.5, layers=["conv5_1"])
     with pytest.raises(ValueError, match="no Conv2d"):
         cr.class_maps(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)), random_loader(), progress=False)
     with pytest.raises(ValueError, match="no Conv2d"):
-        cr.activation_maximisation(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), "conv1_1", 0, shape=(3, 2, 2))
+        cam.activation_maximisation(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), "conv1_1", 0, shape=(3, 2, 2))
     with pytest.raises(TypeError, match="triage VGG"):
-        cr.distill(toy(), {"conv": [0]})
+        cd.distill(toy(), {"conv": [0]})
     with pytest.raises(ValueError, match="0..31"):
-        cr.distill(model, {"conv5_1": [0, 32]})
+        cd.distill(model, {"conv5_1": [0, 32]})
     with pytest.raises(ValueError, match="at least one filter"):
-        cr.mask_filters(model, {"conv5_1": []})
+        cd.mask_filters(model, {"conv5_1": []})
     with pytest.raises(ValueError, match="repeat"):
-        cr.distill(model, {"conv5_1": [1, 1]})
+        cd.distill(model, {"conv5_1": [1, 1]})
     with pytest.raises(ValueError, match="filter index out of range"):
-        cr.activation_maximisation(model, "conv5_1", [32], steps=1, progress=False)
+        cam.activation_maximisation(model, "conv5_1", [32], steps=1, progress=False)
     with pytest.raises(ValueError, match="labels must be in 0..9"):
         cr.class_maps(model, [(torch.randn(2, 3, 32, 32), torch.tensor([0, 10]))], progress=False)
     with pytest.raises(ValueError, match="unknown rule"):
-        cr.one_vs_all(model, random_loader(), 0, rule="max")
+        cd.one_vs_all(model, random_loader(), 0, rule="max")
     with pytest.raises(ValueError, match="max_batches"):
         cr.class_maps(model, random_loader(), max_batches=0, progress=False)
     assert no_hooks(model)
 
 
 # ----------------------------------------------------------------------------- real data (smoke CIFAR-10 base)
-@pytest.fixture(scope="module")
-def cifar_base():
-    import triage
-    try:
-        cfg = triage.make_config("cifar10", profile="smoke")
-        run_dir = triage.run(cfg, progress=False, log=lambda *a: None)
-        train, test, sp = triage.get_loaders("cifar10", train_per_class=50, test_per_class=50, batch_size=250,
-                                             flip=False, seed=cfg.seed)
-    except triage.DataError as e:
-        pytest.skip(f"CIFAR-10 not available: {e}")
-    return triage.load_model(run_dir), train, test, sp
-
-
 def test_real_cifar10_smoke_base(cifar_base):
     model, train, test, sp = cifar_base
     before = snapshot(model)
@@ -511,73 +490,24 @@ def test_real_cifar10_smoke_base(cifar_base):
     # The score finds the filters a class depends on: silencing the top 10% of Conv5_3 for class c
     # moves z_c on the test images of c far more than silencing the bottom 10% (measured on the
     # smoke base: 10-50x). Random or misaligned filter indices give a ratio near 1.
-    z0, y0 = cr._logits(model, test)
+    z0, y0 = cd._logits(model, test)
     top_moves, bottom_moves = [], []
     layer = "features.block5.conv3"
     for c in range(10):
         order = torch.argsort(maps.score(layer)[c], descending=True)
         k = max(1, len(order) // 10)
-        z_top, _ = cr._logits(cr.mask_filters(model, {layer: order[k:]}, zero_logit_bias=False), test)
-        z_bot, _ = cr._logits(cr.mask_filters(model, {layer: order[:-k]}, zero_logit_bias=False), test)
+        z_top, _ = cd._logits(cd.mask_filters(model, {layer: order[k:]}, zero_logit_bias=False), test)
+        z_bot, _ = cd._logits(cd.mask_filters(model, {layer: order[:-k]}, zero_logit_bias=False), test)
         m = y0 == c
         top_moves.append(float((z_top[m, c] - z0[m, c]).abs().mean()))
         bottom_moves.append(float((z_bot[m, c] - z0[m, c]).abs().mean()))
     assert np.mean(top_moves) > 5 * np.mean(bottom_moves)
     assert sum(t > b for t, b in zip(top_moves, bottom_moves)) >= 8
     # distillation at the paper's ratio: every class, 10% of the filters, a much smaller network
-    t = cr.distillation_table(model, maps, test, 0.1, progress=False)
+    t = cd.distillation_table(model, maps, test, 0.1, progress=False)
     assert len(t) == 10 and (t["n_pos"] == 50).all() and (t["n_neg"] == 450).all()
     assert t["tp"].between(0, 1).all() and t["fp"].between(0, 1).all()
-    base = cr.model_size(model)
+    base = cd.model_size(model)
     assert (t["mb"] < base["mb"] / 3).all()
     assert_unchanged(model, before)
     assert no_hooks(model)
-
-
-def test_analyse_run_stores_and_reads_back(cifar_base, tmp_path):
-    import triage
-    cfg = triage.make_config("cifar10", profile="smoke")
-    kw = dict(results_dir=tmp_path, ratio=0.1, ratios=(1.0,), map_batches=2, test_batches=1, batch_size=100)
-    res = cr.analyse_run(cfg, **kw)
-    assert res["meta"]["source"] == "computed now"
-    assert res["maps"].layers == ("features.block5.conv1",)
-    assert res["meta"]["map_images"] == 200 and res["meta"]["test_images"] == 100
-    assert sorted(res["sweep"]["ratio"].unique()) == [0.1, 1.0] and len(res["table"]) == 10
-    again = cr.analyse_run(cfg, **kw)
-    assert again["meta"]["source"].startswith("read from")
-    pd.testing.assert_frame_equal(again["table"], res["table"])
-    pd.testing.assert_frame_equal(again["layer_std"], res["layer_std"])
-    assert torch.allclose(again["maps"].score("conv5_1"), res["maps"].score("conv5_1"))
-    # other parameters: another folder, computed anew
-    assert cr.analyse_run(cfg, **{**kw, "ratios": (0.5,)})["meta"]["source"] == "computed now"
-    # the batch size is in the key: the same number of batches is another number of images
-    other = cr.analyse_run(cfg, **{**kw, "batch_size": 50})
-    assert other["meta"]["source"] == "computed now"
-    assert (other["meta"]["map_images"], other["meta"]["test_images"]) == (100, 50)
-    assert not list(tmp_path.rglob("*.tmp"))  # the JSON markers are written whole (temporary file, rename)
-
-
-def test_am_run_stores_and_reads_back(cifar_base, tmp_path):
-    import triage
-    model, train, test, sp = cifar_base
-    cfg = triage.make_config("cifar10", profile="smoke")
-    maps = cr.class_maps(model, train, "Conv5_1", class_names=sp.classes, progress=False)
-    kw = dict(layer="Conv5_1", top_k=2, steps=3, results_dir=tmp_path)
-    am = cr.am_run(cfg, maps, ["cat", "dog"], **kw)
-    assert am["source"] == "computed now"
-    assert am["images"].shape == (6, 3, 32, 32) and len(am["titles"]) == 6
-    assert am["titles"][-1] == "logit 'dog'"
-    assert am["filters"]["cat"] == cr.top_filters(maps, "Conv5_1", "cat", 2)["filter"].tolist()
-    # the same images as activation maximisation called directly on the run's network
-    mean, std = triage.channel_stats("cifar10")
-    direct = cr.activation_maximisation(model, "Conv5_1", am["filters"]["cat"] + am["filters"]["dog"], steps=3,
-                                        mean=mean, std=std, seed=0, progress=False)
-    assert torch.allclose(am["images"][:4], direct.images, atol=1e-6)
-    assert torch.allclose(am["final"][:4], direct.activation, atol=1e-5)
-    again = cr.am_run(cfg, maps, ["cat", "dog"], **kw)
-    assert again["source"].startswith("read from") and torch.equal(again["images"], am["images"])
-    # neither stored images nor a trained run: None (AM never trains a network)
-    empty = triage.RunStore(tmp_path / "empty-store", results=None)  # no run, no export
-    assert cr.am_run(cfg, maps, ["cat"], store=empty, **{**kw, "results_dir": tmp_path / "none"}) is None
-    with pytest.raises(ValueError, match="top_k"):
-        cr.am_run(cfg, maps, ["cat"], **{**kw, "top_k": 0})

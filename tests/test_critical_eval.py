@@ -1,19 +1,17 @@
 """Tests of triage.critical_eval: a constructed network whose critical paths are known by hand,
-decision rules and thresholds on hand-made logits, exact chance overlap, calibration, and the
-stored analysis of one base run folder."""
-import dataclasses
-import json
-import math
+decision rules and thresholds on hand-made logits, exact chance overlap (critical_exclusive) and
+calibration. The stored analysis of one base run folder is tested in tests/test_studies.py."""
 from itertools import combinations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from torch import nn
 
 from triage import critical as cr
+from triage import critical_distill as cd
 from triage import critical_eval as ce
+from triage import critical_exclusive as cx
+from triage import studies
 from triage.models import VGG
 from test_critical import no_hooks, random_loader, tiny_vgg
 
@@ -69,9 +67,9 @@ def test_constructed_model_distils_each_class_to_its_own_group():
     model = grouped_vgg()
     loader = grouped_images()
     maps = cr.class_maps(model, loader, progress=False)
-    last6 = cr.last_conv_layers(model)
+    last6 = cd.last_conv_layers(model)
     for c in range(4):
-        kept = cr.select_filters(maps, c, 0.25)   # ceil(0.25 * 8) = 2 of 8 filters in each of the last six
+        kept = cd.select_filters(maps, c, 0.25)   # ceil(0.25 * 8) = 2 of 8 filters in each of the last six
         assert list(kept) == last6
         assert all(v.tolist() == [2 * c, 2 * c + 1] for v in kept.values()), c
     # By hand, distilled for class c (logit biases zeroed, hidden bias DELTA kept):
@@ -102,11 +100,11 @@ def test_constructed_model_distils_each_class_to_its_own_group():
         cols = ["tp_argmax", "fp_argmax", "tp_positive", "fp_positive"]
         assert rates.loc[cal][cols].equals(rates.loc[ref][cols]), cal
     # the paths are disjoint: Jaccard 0 for every pair, against 5/28 for random 2-of-8 sets
-    pairs = ce.exclusiveness(maps, 0.25)
+    pairs = cx.exclusiveness(maps, 0.25)
     assert len(pairs) == 6 * 6 and (pairs["jaccard"] == 0).all()
     assert pairs["chance_jaccard"].iloc[0] == pytest.approx(5 / 28)
     assert pairs["chance_overlap"].iloc[0] == 0.5
-    s = ce.exclusiveness_summary(pairs, sims=500)
+    s = cx.exclusiveness_summary(pairs, sims=500)
     assert (s["disjoint_share"] == 1).all() and s["chance_disjoint"].tolist() == pytest.approx([15 / 28] * 6)
     assert (s["p_exclusive"] < 0.05).all() and (s["p_shared"] == 1).all()
     assert no_hooks(model)
@@ -114,7 +112,7 @@ def test_constructed_model_distils_each_class_to_its_own_group():
 
 def test_bn_calibration_re_estimates_the_distilled_statistics_by_hand():
     model = grouped_vgg()
-    small = cr.distill(model, {n: [2, 3] for n in cr.last_conv_layers(model)})   # class 1's group
+    small = cd.distill(model, {n: [2, 3] for n in cd.last_conv_layers(model)})   # class 1's group
     loader = grouped_images(per_class=2, batch=8)   # one batch: 2 images of each of 4 classes
     cal = ce.calibrate(small, "bn", loader)
     # Conv4_1's kept filters output 1 on the class-1 images (2 of 8) and 0 on the rest
@@ -137,15 +135,15 @@ def test_distillation_rates_match_direct_evaluation():
                               classes=[0, "3"], progress=False)
     assert len(r) == 2 * 4 * 2 and set(r["calibration"]) == set(ce.CALIBRATIONS)
     for row in r.itertuples():
-        small = ce.calibrate(cr.distill_class(model, maps, row[3], row.ratio)[0], row.calibration, bn)
-        z, y = cr._logits(small, test)
-        zv, yv = cr._logits(small, val)
+        small = ce.calibrate(cd.distill_class(model, maps, row[3], row.ratio)[0], row.calibration, bn)
+        z, y = cd._logits(small, test)
+        zv, yv = cd._logits(small, val)
         for rule, s in (("argmax", "argmax"), ("positive_logit", "positive")):
-            direct = cr.one_vs_all(small, test, row[3], rule=rule)
+            direct = cd.one_vs_all(small, test, row[3], rule=rule)
             assert (getattr(row, f"tp_{s}"), getattr(row, f"fp_{s}")) == (direct["tp"], direct["fp"])
         t = ce.threshold_for_tp(zv[:, row[3]], yv == row[3])
         assert row.threshold == pytest.approx(t, rel=1e-5)
-        assert row.auc == pytest.approx(cr._auc(z[:, row[3]], y == row[3]))
+        assert row.auc == pytest.approx(cd._auc(z[:, row[3]], y == row[3]))
     s = ce.summarise_rates(r)
     assert list(s["calibration"][:4]) == list(ce.CALIBRATIONS) and s["classes"].eq(2).all()
     assert no_hooks(model)
@@ -191,13 +189,13 @@ def test_chance_overlap_is_exact():
         a = subsets[0]  # by symmetry, one fixed A suffices
         inter = np.array([len(a & b) for b in subsets])
         jac = inter / (2 * k - inter)
-        ch = ce.chance_overlap(n, k)
+        ch = cx.chance_overlap(n, k)
         assert ch["overlap"] == pytest.approx(inter.mean()) == pytest.approx(k * k / n)
         assert ch["jaccard"] == pytest.approx(jac.mean())
         assert ch["p_disjoint"] == pytest.approx((inter == 0).mean())
-    null = ce.null_mean_jaccard(8, 2, 4, sims=3000)
+    null = cx.null_mean_jaccard(8, 2, 4, sims=3000)
     assert null.mean() == pytest.approx(5 / 28, abs=0.01)
-    assert ce.chance_overlap(512, 52)["overlap"] == pytest.approx(52 ** 2 / 512)
+    assert cx.chance_overlap(512, 52)["overlap"] == pytest.approx(52 ** 2 / 512)
 
 
 def test_paper_table_and_plots():
@@ -207,14 +205,14 @@ def test_paper_table_and_plots():
     maps = cr.class_maps(model, random_loader(n=20, batch=10), progress=False)
     r = ce.distillation_rates(model, maps, random_loader(n=30), val_loader=random_loader(n=20, seed=3),
                               bn_loader=random_loader(n=20), ratios=(0.1, 0.5), progress=False)
-    t = ce.paper_table(r, base_mb=cr.model_size(model)["mb"])
+    t = ce.paper_table(r, base_mb=cd.model_size(model)["mb"])
     assert len(t) == 11 and t["class_name"].iloc[-1] == "mean"
     assert t["paper_tp"].iloc[:10].tolist() == cr.PAPER_TABLE1["tp"].tolist()
     assert t["paper_mb_before"].iloc[0] == 59.0 and (t["mb_after"].iloc[:10] < t["mb_before"].iloc[:10]).all()
     assert t["collapsed_argmax"].iloc[-1] == t["collapsed_argmax"].iloc[:10].sum()
-    pairs = ce.exclusiveness(maps, 0.1)
+    pairs = cx.exclusiveness(maps, 0.1)
     assert len(pairs) == 6 * 45 and pairs["k"].eq(4).all() and pairs["n"].eq(32).all()
-    ce.plot_exclusiveness(pairs)
+    cx.plot_exclusiveness(pairs)
     ce.plot_calibration_sweep(ce.summarise_rates(r))
     ce.plot_roc(ce.roc_points(torch.randn(30), torch.arange(30) % 3 == 0).assign(class_name="a"))
     with pytest.raises(ValueError, match="no rates at ratio 0.3"):
@@ -232,7 +230,7 @@ def test_bad_input_gives_one_clear_error():
         with pytest.raises(ValueError, match=r"ratio must be a number in \(0, 1\]"):
             ce.distillation_rates(model, maps, test, ratios=(bad,), calibrations="paper", progress=False)
         with pytest.raises(ValueError, match="ratio"):
-            ce.exclusiveness(maps, bad)
+            cx.exclusiveness(maps, bad)
     with pytest.raises(ValueError, match="class index 10 is out of range"):
         ce.distillation_rates(model, maps, test, calibrations="paper", classes=[10], progress=False)
     with pytest.raises(ValueError, match="unknown class 'zebra'"):
@@ -250,9 +248,9 @@ def test_bad_input_gives_one_clear_error():
     with pytest.raises(ValueError, match="needs a threshold"):
         ce.decision(torch.zeros(2, 3), 0, "val_threshold")
     with pytest.raises(ValueError, match=r"ratio must be a number in \(0, 1\]"):
-        ce.analyse_base("runs/x/cifar10/base-0", ratio=0)
+        studies.critical_base("runs/x/cifar10/base-0", ratio=0)
     with pytest.raises(ValueError, match="unknown calibration"):
-        ce.analyse_base("runs/x/cifar10/base-0", calibrations=("nope",))
+        studies.critical_base("runs/x/cifar10/base-0", calibrations=("nope",))
 
     def broken():
         yield random_loader(n=4)[0]
@@ -261,73 +259,3 @@ def test_bad_input_gives_one_clear_error():
     with pytest.raises(RuntimeError, match="disk gone"):
         ce.distillation_rates(model, maps, broken(), calibrations="paper", progress=False)
     assert no_hooks(model)
-
-
-# ----------------------------------------------------------------------------- one base run folder, stored
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A run folder of the smoke config holding an untrained network (weights do not matter here)."""
-    import triage
-    from triage.experiments import STORE_FORMAT, build_model
-    try:
-        triage.load_split("cifar10", "test")
-    except triage.DataError as e:
-        pytest.skip(f"CIFAR-10 not available: {e}")
-    cfg = triage.make_config("cifar10", profile="smoke")
-    run_dir = tmp_path_factory.mktemp("runs") / "smoke" / "cifar10" / f"{cfg.name}-{cfg.key()}"
-    run_dir.mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps({"config": dataclasses.asdict(cfg),
-                                                     "store_format": STORE_FORMAT}))
-    torch.manual_seed(0)
-    torch.save(tiny_vgg_state(build_model(cfg)), run_dir / "weights.pt")
-    return run_dir
-
-
-def tiny_vgg_state(model):
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_var.uniform_(0.5, 2.0)
-    return model.state_dict()
-
-
-def test_analyse_base_stores_and_reads_back(tiny_run, tmp_path):
-    kw = dict(results_dir=tmp_path, ratios=(0.1, 1.0), map_per_class=4, val_per_class=3, test_per_class=5,
-              batch_size=16, am_classes=("cat",), top_k=1, am_steps=2)
-    res = ce.analyse_base(tiny_run, **kw)
-    meta = res["meta"]
-    assert meta["source"] == "computed now" and meta["val_unseen"]  # the smoke run trained on 200 per class
-    assert (meta["map_images"], meta["val_images"], meta["test_images"]) == (40, 30, 50)
-    assert set(res["rates"]["ratio"]) == {0.1, 1.0} and len(res["rates"]) == 2 * 4 * 10
-    assert len(res["original"]) == 10 and len(res["exclusiveness"]) == 6 * 45
-    assert set(res["roc"]["calibration"]) == {"original", *ce.CALIBRATIONS}
-    assert res["am"]["images"].shape == (2, 3, 32, 32) and res["am"]["titles"][-1] == "logit 'cat'"
-    out = ce.base_results_dir(tiny_run, tmp_path) / meta["key"]
-    assert sorted(p.name for p in out.parent.iterdir()) == [meta["key"]]  # no temporary folder left behind
-    again = ce.analyse_base(tiny_run, **kw)
-    assert again["meta"]["source"].startswith("read from")
-    for t in ("rates", "original", "exclusiveness", "layer_std"):
-        pd.testing.assert_frame_equal(again[t], res[t], check_dtype=False)
-    assert torch.equal(again["am"]["images"], res["am"]["images"])
-    # the results are found from the run folder's path alone: no weights needed to read them
-    (tiny_run / "weights.pt").rename(tiny_run / "weights.bak")
-    try:
-        assert ce.analyse_base(tiny_run, **kw)["meta"]["source"].startswith("read from")
-        with pytest.raises(FileNotFoundError, match="no trained weights"):
-            ce.analyse_base(tiny_run, **{**kw, "ratio": 0.2})
-    finally:
-        (tiny_run / "weights.bak").rename(tiny_run / "weights.pt")
-    v = ce.verdicts(again, ("cat",))
-    assert len(v) == 7 and set(v["verdict"]) <= {"reproduces", "partly", "does not reproduce"}
-    assert (v["why"] == "").eq(v["verdict"] == "reproduces").all()   # every failure says why
-    # a book without the run store finds the base through its stored results
-    import triage
-    empty = triage.RunStore(tmp_path / "no-runs", results=None)
-    assert ce.find_base("smoke", store=empty, results_dir=tmp_path) == empty.root / "smoke" / "cifar10" / tiny_run.name
-    with pytest.raises(FileNotFoundError, match="no stored critical-path results"):
-        ce.find_base("cpu", store=empty, results_dir=tmp_path)
-    # the batch size is part of the key (the BN re-estimation averages per batch)
-    other = ce.analyse_base(tiny_run, **{**kw, "batch_size": 8, "calibrations": ("paper",), "am_classes": ()})
-    assert other["meta"]["source"] == "computed now" and other["meta"]["key"] != meta["key"]
-    assert other["am"] is None
-    assert math.isfinite(meta["base_mb"]) and meta["base_mb"] > 0

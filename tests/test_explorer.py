@@ -225,20 +225,21 @@ def test_explorer_tabs_read_the_stored_analyses(app):
 def test_missing_analysis_is_computed_from_weights_on_request(app, tmp_path, monkeypatch):
     import dataclasses
     import json
-    from triage import autopsy
+    from triage import studies
+    from triage.store import ResultStore
     row = explorer.find_network(app.results, "cifar10", 4, "stn", "thawed", 0)
     run_dir = tmp_path / "runs" / "cpu" / "cifar10" / f"{row['name']}-{row['key']}"
     run_dir.mkdir(parents=True)   # a finished run as the store sees it (the fake analysis never loads it)
     (run_dir / "weights.pt").write_bytes(b"")
     (run_dir / "summary.json").write_text("{}")
     (run_dir / "config.json").write_text(json.dumps({"config": dataclasses.asdict(explorer._config(row))}))
-    stored = REPO / "results" / "autopsy" / "cpu" / "cifar10" / "base-1da443184428" / "c1e93b2484"
+    stored = ResultStore(REPO / "results" / "autopsy").entries(("cpu", "cifar10", "base-1da443184428"))[0].path
     calls = []
 
-    def analyse_run(cfg, *, store, results_dir, progress):
+    def autopsy_run(cfg, *, store, results_dir, progress):
         calls.append((cfg.key(), store.is_done(cfg), progress))
-        shutil.copytree(stored, Path(results_dir) / cfg.profile / cfg.dataset / f"{cfg.name}-{cfg.key()}" / "k")
-    monkeypatch.setattr(autopsy, "analyse_run", analyse_run)
+        shutil.copytree(stored, Path(results_dir) / cfg.profile / cfg.dataset / f"{cfg.name}-{cfg.key()}" / stored.name)
+    monkeypatch.setattr(studies, "autopsy_run", autopsy_run)
     monkeypatch.setattr(app, "runs_root", tmp_path / "runs")
     monkeypatch.setattr(app, "analyses_root", tmp_path / "results")
     a, aut = app.a, app.autopsy

@@ -1,8 +1,9 @@
 import pytest
 import torch
+from torch import nn
 
 from triage._compat import import_torchvision
-from triage.models import VGG16_CFG, block_convs, conv_layers, vgg16_bn
+from triage.models import VGG16_CFG, block_convs, conv_layers, count_flops, vgg16_bn
 
 
 def n_params(m):
@@ -52,3 +53,28 @@ def test_bad_arguments(kwargs, match):
 def test_block_index_checked():
     with pytest.raises(ValueError, match="1..5"):
         vgg16_bn(10, width=0.1).block(6)
+
+
+# ----------------------------------------------------------------------------- cost (compress to failure)
+
+def test_count_flops_by_hand_and_no_hook_leaks():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 4, 3, stride=2, padding=1),
+                        nn.Conv2d(4, 4, 3, padding=1, groups=2), nn.Flatten(), nn.Linear(16, 3))
+    # MACs on a 1x4x4 image: conv1 2*4*4 outputs x 1*9 = 288; conv2 (stride 2) 4*2*2 x 2*9 = 288;
+    # conv3 (2 groups) 4*2*2 x (4/2)*9 = 288; linear 3 x 16 = 48. Params: 20 + 76 + 76 + 51.
+    assert count_flops(net, (1, 4, 4)) == {"params": 223, "macs": 912, "flops": 1824}
+    assert all(len(m._forward_hooks) == 0 for m in net.modules())
+    with pytest.raises(RuntimeError):
+        count_flops(net, (3, 4, 4))          # wrong channels: the forward fails
+    assert all(len(m._forward_hooks) == 0 for m in net.modules())
+
+
+def test_count_flops_matches_torch_and_torchvision():
+    from torch.utils.flop_counter import FlopCounterMode
+    m = vgg16_bn(10, width=1 / 16).eval()
+    with FlopCounterMode(display=False) as fc:
+        m(torch.zeros(1, 3, 32, 32))
+    assert count_flops(m)["flops"] == fc.get_total_flops()
+    # torchvision lists VGG16-BN (224 px, width 1) at 15.47 G multiply-adds ("GFLOPS")
+    big = count_flops(vgg16_bn(1000, resolution=224))
+    assert big["params"] == 138365992 and round(big["macs"] / 1e9, 2) == 15.47

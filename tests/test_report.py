@@ -353,3 +353,24 @@ def test_convergence_audit_by_hand():
     assert a.loc["cifar10", "gain"] == pytest.approx(0.01) and not a.loc["cifar10", "converged"]
     assert (a.loc["cifar10", "base_epochs"], a.loc["cifar10", "audit_epochs"]) == (30, 60)
     assert report.convergence_audit(pd.DataFrame()).empty
+
+
+def test_model_runs_reads_a_resnet_grid_as_a_grid(tmp_path):
+    """Beyond the paper: a ResNet-8 grid beside VGG's, names without the model prefix for the plots and
+    claims; runs of other models and outside the grid are left out."""
+    store = RunStore(tmp_path / "runs", results=None)
+    for block, init, regime, ov in [(0, None, None, {}), (2, "mean", "thawed", {}), (3, "stn", "thawed", {}),
+                                    (2, "mean", "thawed", {"epochs": 3})]:
+        cfg = make_config("cifar10", block, init, regime, "smoke", model="resnet8", **ov)
+        _fake_run(store, cfg, [0.3 + 0.01 * e for e in range(cfg.epochs)])
+    _fake_run(store, make_config("cifar10", 0, profile="smoke"), [0.5] * 6)          # VGG's base
+    _fake_run(store, make_config("cifar10", 0, profile="smoke", model="resnet8", width=1.0), [0.5] * 6)
+    runs = report.model_runs("smoke", "resnet8", "cifar10", root=tmp_path / "none", runs_root=store.root)
+    assert sorted(runs["name"]) == ["b2-mean-thawed", "b3-stn-thawed", "base"] and set(runs["model"]) == {"resnet8"}
+    assert report.model_runs("smoke", "resnet8", root=tmp_path / "none").empty     # nothing exported
+    wide = report.model_runs("smoke", "resnet8", "cifar10", root=tmp_path / "none", runs_root=store.root, width=1.0)
+    assert list(wide["name"]) == ["base"] and list(wide["width"]) == [1.0]          # the grid of --set width=1.0
+    vgg = report.model_runs("smoke", "vgg16_bn", "cifar10", root=tmp_path / "none", runs_root=store.root)
+    assert list(vgg["name"]) == ["base"]
+    rep = check_claims(runs)
+    assert set(rep.verdicts["claim"]) == {"C1", "C2", "C3", "C4a", "C4b"}

@@ -8,10 +8,10 @@ Example:
     >>> cfg = triage.make_config("mnist", block=3, init="mean", regime="thawed", profile="smoke")
     >>> run_dir = triage.run(cfg)            # doctest: +SKIP
 """
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
 
-from .models import VGG, VGG16_CFG, vgg16_bn, block_names, block_convs, conv_layers  # noqa: E402
-from .surgery import compress_block, compressed_layer_names  # noqa: E402
+from .models import VGG, VGG16_CFG, vgg16_bn, block_names, block_convs, conv_layers, count_flops  # noqa: E402
+from .surgery import compress_block, compress_blocks, compressed_layer_names  # noqa: E402
 from .init import INITS, glorot_, parent_mean_, student_teacher_, hint_loss, initialise  # noqa: E402
 from .train import (REGIMES, apply_regime, set_train_mode, train_one_epoch, evaluate,  # noqa: E402
                     seed_everything, summarise, epochs_to_fraction, autocast_dtype)
@@ -22,4 +22,10 @@ from .experiments import (PROFILES, TABLE1, TABLE2, Profile, HParams, RunConfig,
 from .grid import expand_grid, run_grid, results_table, grid_status, status_counts  # noqa: E402
 from .claims import (CLAIMS, VERDICTS, ClaimsReport, check_claims, collapsed_networks,  # noqa: E402
                      cka_bases, fig3_cka, plot_claim)
-from . import autopsy, critical, grid, plots, report  # noqa: E402  (analyses of the other two papers; the grid)
+from .store import ResultStore  # noqa: E402
+from . import autopsy, findings, kmeans, robustness  # noqa: E402  (the autopsy paper)
+from . import (critical, critical_am, critical_distill, critical_eval,  # noqa: E402  (the critical-paths paper)
+               critical_exclusive, critical_chapter)
+from . import studies  # noqa: E402  (both, on stored runs)
+from . import grid, plots, report  # noqa: E402
+from . import failure  # noqa: E402  (compress to failure: beyond the paper, issue 17)

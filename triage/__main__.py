@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .data import DATASETS, DataError
-from .experiments import PROFILES, ConfigError, RunStore, make_config, run
+from ._cli import guarded
+from .data import DATASETS
+from .experiments import PROFILES, RunStore, make_config, run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,6 +70,8 @@ def main(argv=None) -> int:
     report_commands = report.add_commands(sub)
     from . import explorer  # `explore`: the widget explorer served by Voilà
     explore_commands = explorer.add_commands(sub)
+    from . import failure  # `failure`: compress to failure (beyond the paper)
+    failure_commands = failure.add_commands(sub)
     args = parser.parse_args(argv)
     if args.command in grid_commands:
         return grid.main(args)
@@ -76,8 +79,10 @@ def main(argv=None) -> int:
         return report.main(args)
     if args.command in explore_commands:
         return explorer.main(args)
+    if args.command in failure_commands:
+        return failure.main(args)
 
-    try:
+    def body():
         if args.command == "run":
             cfg = make_config(args.dataset, args.block, args.init, args.regime, args.profile, args.seed,
                               epochs=args.epochs, stn_epochs=args.stn_epochs, width=args.width,
@@ -93,14 +98,8 @@ def main(argv=None) -> int:
             from .data import download
             path = download(args.dataset, args.data_root)
             print(f"{args.dataset} is in {path}")
-    except (ConfigError, DataError) as e:
-        print(f"triage: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("triage: interrupted; rerun the same command to resume from the last finished epoch",
-              file=sys.stderr)
-        return 130
-    return 0
+
+    return guarded(body, "rerun the same command to resume from the last finished epoch")
 
 
 if __name__ == "__main__":

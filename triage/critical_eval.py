@@ -1,9 +1,11 @@
-"""Is a distilled critical path the detector of Table 1? Rules, thresholds, calibration, exclusiveness.
+"""Is a distilled critical path the detector of Table 1? Decision rules, thresholds, calibration.
 
-:mod:`triage.critical` finds a class's critical filters and cuts the network down to
-them (Sec. 3 of *Distilling Critical Paths in CNNs*). This module measures the cut
-networks so that a network which has collapsed to a constant answer can never be
-read as a result:
+Reason to change: how a distilled network is calibrated or read as a one-vs-all detector.
+
+:mod:`triage.critical` finds a class's critical filters and :mod:`triage.critical_distill`
+cuts the network down to them (Sec. 3 of *Distilling Critical Paths in CNNs*). This module
+measures the cut networks so that a network which has collapsed to a constant answer can
+never be read as a result:
 
 * **Decision rules, side by side** (:func:`detector_rates`). The paper says its
   distilled network "responds to the chosen class and rejects all other classes"
@@ -19,19 +21,11 @@ read as a result:
 * **Calibration after distillation** (:data:`CALIBRATIONS`): the paper's procedure
   (logit biases zeroed, nothing retrained) first, then our departures, each
   labelled: BN running statistics of the distilled layers re-estimated on training
-  images (:func:`triage.autopsy.recalibrate_bn`), and the hidden Linear layer's bias
+  images (:func:`triage.kmeans.recalibrate_bn`), and the hidden Linear layer's bias
   zeroed as well as the logits'.
-* **Exclusiveness** (:func:`exclusiveness`): the paper finds the critical paths of
-  different classes "co-existing but almost exclusive". For each distilled layer and
-  each pair of classes, the Jaccard overlap of their kept filter sets, against the
-  overlap of two random sets of the same size (:func:`chance_overlap`, exact, from
-  the hypergeometric distribution) and against ten random sets at once
-  (:func:`null_mean_jaccard`, simulated).
 
-:func:`analyse_base` runs all of it, with the maps, Fig. 1b and activation
-maximisation of :mod:`triage.critical`, on one trained base run folder and stores
-small tables under ``results/critical/<profile>/<dataset>/<run>/<key>/``, so the
-book needs no weights.
+The exclusiveness of the kept filter sets is in :mod:`triage.critical_exclusive`; the whole
+chapter on one network, and its verdicts, in :mod:`triage.critical_chapter`.
 
     >>> from triage import critical, critical_eval
     >>> maps = critical.class_maps(model, map_loader)                         # doctest: +SKIP
@@ -42,14 +36,8 @@ book needs no weights.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -59,14 +47,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import critical as cr
-from .autopsy import recalibrate_bn
+from . import critical_distill as cd
+from .kmeans import recalibrate_bn
 from .models import VGG
 
 __all__ = ["PAPER_TP", "DECISION_RULES", "Calibration", "CALIBRATIONS", "DEFAULT_RATIOS", "decision",
            "threshold_for_tp", "fp_at_tp", "detector_rates", "roc_points", "calibrate", "distillation_rates",
-           "original_rates", "summarise_rates", "paper_table", "kept_filters", "chance_overlap",
-           "null_mean_jaccard", "exclusiveness", "exclusiveness_summary", "plot_exclusiveness", "plot_roc",
-           "plot_calibration_sweep", "analyse_base", "base_results_dir", "find_base", "verdicts"]
+           "original_rates", "summarise_rates", "paper_table", "plot_roc", "plot_calibration_sweep"]
 
 PAPER_TP = cr.PAPER_MEAN_TP  # Table 1's mean TP rate: the operating point of the threshold rule
 DEFAULT_RATIOS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
@@ -139,7 +126,7 @@ def decision(z: torch.Tensor, c: int, rule: str, threshold: float | None = None)
         if threshold is None:
             raise ValueError("rule 'val_threshold' needs a threshold (threshold_for_tp on validation logits)")
         return z[:, c] >= threshold
-    return cr._says_c(z, c, rule)
+    return cd._says_c(z, c, rule)
 
 
 def threshold_for_tp(score: torch.Tensor, positive: torch.Tensor, tp: float = PAPER_TP) -> float:
@@ -194,17 +181,17 @@ def detector_rates(z: torch.Tensor, y: torch.Tensor, c: int, *, z_val: torch.Ten
     is_c = y == c
     row = {}
     for rule in ("argmax", "positive_logit"):
-        row.update({f"{k}_{DECISION_RULES[rule]}": v for k, v in cr._tp_fp(decision(z, c, rule), is_c).items()})
+        row.update({f"{k}_{DECISION_RULES[rule]}": v for k, v in cd._tp_fp(decision(z, c, rule), is_c).items()})
     if z_val is not None:
         z_val, y_val = z_val.cpu(), torch.as_tensor(y_val).cpu()
         t = threshold_for_tp(z_val[:, c], y_val == c, tp)
-        row.update({f"{k}_threshold": v for k, v in cr._tp_fp(decision(z, c, "val_threshold", t), is_c).items()})
+        row.update({f"{k}_threshold": v for k, v in cd._tp_fp(decision(z, c, "val_threshold", t), is_c).items()})
         row.update(threshold=t, val_tp=float((z_val[y_val == c, c] >= t).double().mean()))
     else:
         row.update({f"{k}_threshold": float("nan") for k in ("tp", "fp", "balanced")},
                    collapsed_threshold=False, threshold=float("nan"), val_tp=float("nan"))
     has_both = bool(is_c.any()) and bool((~is_c).any())
-    row.update(auc=cr._auc(z[:, c], is_c), fp_at_tp_roc=fp_at_tp(z[:, c], is_c, tp) if has_both else float("nan"),
+    row.update(auc=cd._auc(z[:, c], is_c), fp_at_tp_roc=fp_at_tp(z[:, c], is_c, tp) if has_both else float("nan"),
                n_pos=int(is_c.sum()), n_neg=int((~is_c).sum()))
     return row
 
@@ -249,7 +236,7 @@ class _Heads:
     """
 
     def __init__(self, model: VGG, first_layer: str, loaders: dict, progress: bool = False):
-        head, _ = cr._split(model, first_layer)
+        head, _ = cd._split(model, first_layer)
         device = cr._device_of(model)
         self.h, self.y = {}, {}
         with torch.no_grad(), cr._EvalMode(model):
@@ -267,7 +254,7 @@ class _Heads:
 
 def _tail(model: VGG, first_layer: str) -> tuple[nn.Sequential, nn.Sequential]:
     """(convs from ``first_layer`` through the pooling and flattening, classifier), sharing modules."""
-    _, tail = cr._split(model, first_layer)
+    _, tail = cd._split(model, first_layer)
     return tail[:-1], tail[-1]
 
 
@@ -296,7 +283,7 @@ def calibrate(distilled: VGG, calibration: str, bn_loader=None, *, first_layer: 
 
     ``paper`` changes nothing (:func:`triage.critical.distill` has zeroed the logit biases).
     ``bn``: the running statistics of every BN from ``first_layer`` up are re-estimated on
-    ``bn_loader`` (training images) with :func:`triage.autopsy.recalibrate_bn`; the layers
+    ``bn_loader`` (training images) with :func:`triage.kmeans.recalibrate_bn`; the layers
     below are those of the original network, whose statistics still hold. ``hidden0``:
     the hidden Linear layers' biases are zeroed too.
 
@@ -314,7 +301,7 @@ def calibrate(distilled: VGG, calibration: str, bn_loader=None, *, first_layer: 
     if not isinstance(distilled, VGG):
         raise TypeError(f"calibrate needs a triage VGG, got {type(distilled).__name__}")
     out = copy.deepcopy(distilled)
-    first = cr.resolve_layers(out, first_layer)[0] if first_layer is not None else cr.last_conv_layers(out)[0]
+    first = cr.resolve_layers(out, first_layer)[0] if first_layer is not None else cd.last_conv_layers(out)[0]
     if cal.bn:
         if bn_loader is None:
             raise ValueError(f"calibration {cal.name!r} re-estimates BN statistics: pass bn_loader")
@@ -391,7 +378,7 @@ def distillation_rates(model: VGG, maps: cr.ClassMaps, test_loader, *, val_loade
     cls_idx = _class_list(maps, classes)
     if any(c.bn for c in cals) and bn_loader is None and (_heads is None or "bn" not in _heads.h):
         raise ValueError("the 'bn' calibrations re-estimate BN statistics on training images: pass bn_loader")
-    names = cr._distil_layers(maps, layers)
+    names = cd._distil_layers(maps, layers)
     first = cr.resolve_layers(model, names)[0]
     heads = _heads or _Heads(model, first, {"test": test_loader, "val": val_loader,
                                             "bn": bn_loader if any(c.bn for c in cals) else None})
@@ -404,11 +391,11 @@ def distillation_rates(model: VGG, maps: cr.ClassMaps, test_loader, *, val_loade
     for ratio in ratios:
         done = {}  # kept filters -> results: at ratio 1 every class keeps the same network
         for c in cls_idx:
-            kept = cr.select_filters(maps, c, ratio, names)
+            kept = cd.select_filters(maps, c, ratio, names)
             sig = tuple((n, tuple(v.tolist())) for n, v in kept.items())
             if sig not in done:
-                small = cr.distill(model, kept)
-                done[sig] = (_calibrated_logits(small, first, heads, cals, bn_batches), cr.model_size(small))
+                small = cd.distill(model, kept)
+                done[sig] = (_calibrated_logits(small, first, heads, cals, bn_batches), cd.model_size(small))
             logits, size = done[sig]
             if _logits_at is not None and ratio == _logits_at[0]:
                 _logits_at[1][c] = {cal: z["test"] for cal, z in logits.items()}
@@ -493,180 +480,7 @@ def paper_table(rates: pd.DataFrame, *, ratio: float = cr.PAPER_RATIO, calibrati
     return pd.concat([t.reset_index(), pd.DataFrame([mean])], ignore_index=True)
 
 
-# ----------------------------------------------------------------------------- exclusiveness
-def kept_filters(maps: cr.ClassMaps, ratio: float = cr.PAPER_RATIO, classes=None, layers=None) -> pd.DataFrame:
-    """The critical filters of every class (:func:`triage.critical.select_filters`), long:
-    ``class``, ``class_name``, ``layer``, ``paper_name``, ``filter``."""
-    rows = []
-    for c in _class_list(maps, classes):
-        for layer, idx in cr.select_filters(maps, c, ratio, layers).items():
-            rows += [{"class": c, "class_name": maps.classes[c], "layer": layer, "paper_name": cr.paper_name(layer),
-                      "filter": int(f)} for f in idx]
-    return pd.DataFrame(rows)
-
-
-def chance_overlap(n: int, k: int) -> dict:
-    """Overlap of two independent uniformly random ``k``-subsets of ``n`` filters, exactly.
-
-    ``X = |A & B|`` is hypergeometric (``scipy.stats.hypergeom(M=n, n=k, N=k)``: draw k of
-    n of which k are "in A"), so ``E[X] = k^2 / n``. The Jaccard index ``X / (2k - X)``
-    is a function of X, and its expectation is summed over X's distribution:
-    ``E[J] = sum_x P(X = x) x / (2k - x)``.
-
-    Returns:
-        ``{'overlap': E[X], 'jaccard': E[J], 'jaccard_lo', 'jaccard_hi' (2.5% and 97.5%
-        quantiles of J), 'p_disjoint': P(X = 0)}``.
-
-    Example:
-        >>> round(chance_overlap(8, 2)["jaccard"], 6), chance_overlap(8, 2)["overlap"]
-        (0.178571, 0.5)
-    """
-    from scipy.stats import hypergeom
-    for name, v in (("n", n), ("k", k)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if k > n:
-        raise ValueError(f"cannot keep k={k} of n={n} filters")
-    x = np.arange(k + 1)
-    p = hypergeom(int(n), int(k), int(k)).pmf(x)
-    j = x / (2 * k - x)
-    cdf = np.cumsum(p)
-    return {"overlap": k * k / n, "jaccard": float((p * j).sum()),
-            "jaccard_lo": float(j[np.searchsorted(cdf, 0.025)]), "jaccard_hi": float(j[np.searchsorted(cdf, 0.975)]),
-            "p_disjoint": float(p[0])}
-
-
-def null_mean_jaccard(n: int, k: int, classes: int, sims: int = 2000, seed: int = 0) -> np.ndarray:
-    """Mean pairwise Jaccard of ``classes`` independent random ``k``-subsets of ``n``, ``sims`` times.
-
-    The pairs of one layer share classes, so their mean is not a sum of independent
-    terms; this simulates its distribution under "the kept sets are random".
-    """
-    if classes < 2:
-        raise ValueError("exclusiveness needs at least two classes")
-    rng = np.random.default_rng(seed)
-    out = np.empty(sims)
-    iu = np.triu_indices(classes, 1)
-    for s in range(0, sims, 250):
-        b = min(250, sims - s)
-        member = np.argsort(rng.random((b, classes, n)), axis=2)[:, :, :k]
-        m = np.zeros((b, classes, n), dtype=np.float32)
-        np.put_along_axis(m, member, 1.0, axis=2)
-        inter = np.einsum("bcn,bdn->bcd", m, m)[:, iu[0], iu[1]]
-        out[s:s + b] = (inter / (2 * k - inter)).mean(1)
-    return out
-
-
-def exclusiveness(maps: cr.ClassMaps, ratio: float = cr.PAPER_RATIO, layers=None, classes=None) -> pd.DataFrame:
-    """Overlap of the kept filter sets of every pair of classes in every distilled layer.
-
-    Args:
-        maps: the class maps (the kept sets are :func:`triage.critical.select_filters`).
-        ratio: reserved ratio.
-        layers: layers; default the maps' last six.
-        classes: classes; default all.
-
-    Returns:
-        One row per (layer, pair): ``layer``, ``paper_name``, ``n`` (filters), ``k`` (kept),
-        ``class_a``, ``class_b``, ``name_a``, ``name_b``, ``overlap`` (shared filters),
-        ``jaccard`` (``overlap / |A | B|``), ``chance_overlap`` (``k^2/n``), ``chance_jaccard``
-        (:func:`chance_overlap`).
-    """
-    kept = {c: cr.select_filters(maps, c, ratio, layers) for c in _class_list(maps, classes)}
-    if len(kept) < 2:
-        raise ValueError("exclusiveness needs at least two classes")
-    cls = list(kept)
-    rows = []
-    for layer in next(iter(kept.values())):
-        n = maps.activation[layer].shape[1]
-        sets = {c: set(kept[c][layer].tolist()) for c in cls}
-        k = len(sets[cls[0]])
-        ch = chance_overlap(n, k)
-        for i, a in enumerate(cls):
-            for b in cls[i + 1:]:
-                inter = len(sets[a] & sets[b])
-                rows.append({"layer": layer, "paper_name": cr.paper_name(layer), "n": n, "k": k,
-                             "class_a": a, "class_b": b, "name_a": maps.classes[a], "name_b": maps.classes[b],
-                             "overlap": inter, "jaccard": inter / len(sets[a] | sets[b]),
-                             "chance_overlap": ch["overlap"], "chance_jaccard": ch["jaccard"]})
-    return pd.DataFrame(rows)
-
-
-def exclusiveness_summary(pairs: pd.DataFrame, sims: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per layer: observed mean overlap and Jaccard against chance (:func:`chance_overlap`), the
-    share of disjoint pairs against ``P(X = 0)``, and the simulated chance distribution of the
-    mean Jaccard (:func:`null_mean_jaccard`): ``null_lo``/``null_hi`` (2.5%/97.5%), ``p_exclusive``
-    (P(chance mean <= observed): small when the paths are more exclusive than random sets) and
-    ``p_shared`` (P(chance mean >= observed))."""
-    if pairs.empty:
-        raise ValueError("no pairs to summarise")
-    rows = []
-    for layer, d in pairs.groupby("layer", sort=False):
-        n, k = int(d["n"].iloc[0]), int(d["k"].iloc[0])
-        classes = len(set(d["class_a"]) | set(d["class_b"]))
-        ch, obs = chance_overlap(n, k), float(d["jaccard"].mean())
-        null = null_mean_jaccard(n, k, classes, sims, seed)
-        rows.append({"layer": layer, "paper_name": cr.paper_name(layer), "n": n, "k": k, "pairs": len(d),
-                     "mean_overlap": float(d["overlap"].mean()), "chance_overlap": ch["overlap"],
-                     "mean_jaccard": obs, "chance_jaccard": ch["jaccard"],
-                     "jaccard_vs_chance": obs / ch["jaccard"] if ch["jaccard"] > 0 else float("nan"),
-                     "disjoint_share": float((d["overlap"] == 0).mean()), "chance_disjoint": ch["p_disjoint"],
-                     "null_lo": float(np.quantile(null, 0.025)), "null_hi": float(np.quantile(null, 0.975)),
-                     "p_exclusive": float((null <= obs + 1e-12).mean()),
-                     "p_shared": float((null >= obs - 1e-12).mean())})
-    return pd.DataFrame(rows)
-
-
 # ----------------------------------------------------------------------------- plots
-def plot_exclusiveness(pairs: pd.DataFrame, layers=None, ncols: int = 3, profile: str | None = None):
-    """Heat maps of the pairwise Jaccard overlap of the kept filter sets, one panel per layer.
-
-    The colour scale is shared and centred on each layer's chance level (white): red
-    pairs share more filters than random sets of the same size would, blue fewer.
-
-    Args:
-        pairs: :func:`exclusiveness` output.
-        layers: layers to draw (names as in the table); default all.
-        ncols: panels per row.
-        profile: written in the title.
-
-    Returns:
-        the Figure.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import TwoSlopeNorm
-    names = list(dict.fromkeys(pairs["layer"])) if layers is None else list(layers)
-    if not names:
-        raise ValueError("no layers to draw")
-    classes = sorted(set(pairs["class_a"]) | set(pairs["class_b"]))
-    labels = {int(r.class_a): r.name_a for r in pairs.itertuples()} | {int(r.class_b): r.name_b
-                                                                        for r in pairs.itertuples()}
-    pos = {c: i for i, c in enumerate(classes)}
-    nrows = math.ceil(len(names) / ncols)
-    fig, axes = plt.subplots(nrows, min(ncols, len(names)), figsize=(3.6 * min(ncols, len(names)), 3.3 * nrows),
-                             squeeze=False, constrained_layout=True)
-    vmax = max(float(pairs["jaccard"].max()), float(pairs["chance_jaccard"].max()) * 2, 1e-3)
-    for ax, layer in zip(axes.flat, names):
-        d = pairs[pairs["layer"] == layer]
-        if d.empty:
-            raise ValueError(f"layer {layer!r} is not in the table")
-        m = np.full((len(classes), len(classes)), np.nan)
-        for r in d.itertuples():
-            m[pos[r.class_a], pos[r.class_b]] = m[pos[r.class_b], pos[r.class_a]] = r.jaccard
-        chance = float(d["chance_jaccard"].iloc[0])
-        im = ax.imshow(m, cmap="RdBu_r", norm=TwoSlopeNorm(vcenter=chance, vmin=0, vmax=max(vmax, chance * 1.01)))
-        ax.set_xticks(range(len(classes)), [labels[c] for c in classes], rotation=90, fontsize=6)
-        ax.set_yticks(range(len(classes)), [labels[c] for c in classes], fontsize=6)
-        ax.set_title(f"{cr.paper_name(layer)}: {int(d['k'].iloc[0])} of {int(d['n'].iloc[0])} kept\n"
-                     f"mean J {d['jaccard'].mean():.3f}, chance {chance:.3f}", fontsize=8)
-    for ax in list(axes.flat)[len(names):]:
-        ax.set_axis_off()
-    fig.colorbar(im, ax=axes, fraction=0.025, label="Jaccard overlap of kept filters")
-    fig.suptitle("Exclusiveness of critical paths (white: chance)" + (f" [profile: {profile}]" if profile else ""),
-                 fontsize=10)
-    return fig
-
-
 def plot_roc(roc: pd.DataFrame, ax=None, tp: float = PAPER_TP, title: str = "ROC of z_c", profile: str | None = None):
     """ROC curves (one per class of ``roc``: columns ``class_name``, ``fpr``, ``tpr``), with the
     paper's operating point (TP 98.6%, FP 11.0%) marked.
@@ -719,368 +533,3 @@ def plot_calibration_sweep(summary: pd.DataFrame, profile: str | None = None):
     fig.suptitle("Distillation by calibration (mean over classes)" + (f" [profile: {profile}]" if profile else ""),
                  fontsize=10)
     return fig
-
-
-# ----------------------------------------------------------------------------- one base run, stored
-_FORMAT = 3  # bump when the stored files change, so that older results are recomputed
-# the meta file, written last: its presence marks a complete folder. Not critical.json, the marker of
-# critical.analyse_run's folders, which sit beside these in the same run folder and are read elsewhere.
-_MARKER = "critical_eval.json"
-_TABLES = ("rates", "original", "roc", "exclusiveness", "exclusiveness_summary", "layer_std")
-
-
-def base_results_dir(run_dir, results_dir="results/critical") -> Path:
-    """``<results_dir>/<profile>/<dataset>/<run>`` of a base run folder ``<runs>/<profile>/<dataset>/<run>``
-    (or of its export, ``results/<profile>/runs/<dataset>/<run>``).
-
-    Read from the path alone, so that a book without the run's weights finds its results.
-    """
-    run_dir = Path(run_dir)
-    if len(run_dir.parts) < 3:
-        raise ValueError(f"{run_dir} is not a run folder <runs>/<profile>/<dataset>/<run>")
-    profile = run_dir.parent.parent
-    if profile.name == "runs" and len(run_dir.parts) >= 4:  # an exported run: results/<profile>/runs/<dataset>/<run>
-        profile = profile.parent
-    return Path(results_dir) / profile.name / run_dir.parent.name / run_dir.name
-
-
-def _stratified(y: torch.Tensor, pool: torch.Tensor, per_class: int | None, seed: int) -> torch.Tensor:
-    from .data import stratified_subset
-    return pool[stratified_subset(y[pool], per_class, seed)]
-
-
-def _image_sets(cfg: dict, y_train: torch.Tensor, map_per_class, val_per_class, seed: int) -> dict:
-    """Indices into the training split: ``maps`` (training images of the run), ``val`` (held out).
-
-    The run trained on ``stratified_subset(train, train_per_class, seed)`` minus its own
-    validation split (``val_fraction``, if the run has one). The validation images are drawn
-    from the training-split images the run never trained on; only if there are none (a run
-    on the full split without a validation split) are they held out of its training images,
-    and ``val_unseen`` says so.
-    """
-    from . import data
-    every = torch.arange(len(y_train))
-    trained = every if cfg.get("train_per_class") is None else data.stratified_subset(
-        y_train, cfg["train_per_class"], cfg.get("seed", 0))
-    vf = cfg.get("val_fraction") or 0
-    if vf and hasattr(data, "validation_split"):
-        tr, _ = data.validation_split(y_train[trained], vf, cfg.get("seed", 0))
-        trained = trained[tr]
-    unseen = every[~torch.isin(every, trained)]
-    val_unseen = len(unseen) > 0 and bool((torch.bincount(y_train[unseen], minlength=int(y_train.max()) + 1) > 0).all())
-    # offsets keep the draws independent of the run's own subset draws
-    val = _stratified(y_train, unseen if val_unseen else trained, val_per_class, seed + 7919)
-    pool = trained[~torch.isin(trained, val)]
-    return {"maps": _stratified(y_train, pool, map_per_class, seed + 104_729), "val": val, "val_unseen": val_unseen}
-
-
-def _write_folder(out: Path, res: dict) -> None:
-    """Write the tables, maps, AM images and the marker into a fresh folder, then swap it in whole."""
-    from .experiments import atomic_write_json
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)   # mkdtemp makes 0700 folders; results are shared like any other file
-        for t in _TABLES:
-            res[t].to_csv(tmp / f"{t}.csv", index=False, float_format="%.6g")
-        res["maps"].to_csv(tmp / "maps.csv")
-        if res.get("am") is not None:
-            am = res["am"]
-            np.savez_compressed(tmp / "am.npz", images=am["images"].numpy().astype(np.float32),
-                                start=am["start"].numpy(), final=am["final"].numpy(), titles=np.array(am["titles"]))
-        atomic_write_json(tmp / _MARKER, json.loads(json.dumps(res["meta"], default=str)))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _read_folder(out: Path) -> dict:
-    res = {t: pd.read_csv(out / f"{t}.csv") for t in _TABLES}
-    res["maps"] = cr.ClassMaps.from_csv(out / "maps.csv")
-    res["am"] = None
-    if (out / "am.npz").is_file():
-        with np.load(out / "am.npz") as z:
-            res["am"] = {"images": torch.from_numpy(z["images"]), "start": torch.from_numpy(z["start"]),
-                         "final": torch.from_numpy(z["final"]), "titles": [str(t) for t in z["titles"]]}
-    res["meta"] = json.loads((out / _MARKER).read_text())
-    res["meta"]["source"] = f"read from {out}"
-    return res
-
-
-def analyse_base(run_dir, *, results_dir="results/critical", ratio: float = cr.PAPER_RATIO,
-                 ratios: Sequence[float] = DEFAULT_RATIOS, calibrations=tuple(CALIBRATIONS),
-                 layer: str = "Conv5_1", am_classes: Sequence = ("cat", "dog"), top_k: int = 3,
-                 am_steps: int = 128, map_per_class: int | None = 500, val_per_class: int | None = 500,
-                 test_per_class: int | None = None, batch_size: int = 500, tp: float = PAPER_TP, seed: int = 0,
-                 recompute: bool = False, device="cpu", data_root=None, progress: bool = False) -> dict:
-    """The whole critical-paths chapter on one trained base run folder, stored and reused.
-
-    Maps (Fig. 2a; all conv layers) on ``map_per_class`` training images of every class
-    the run trained on; Fig. 1b; activation maximisation of the ``top_k`` filters of
-    ``layer`` of ``am_classes`` and of their logits; :func:`distillation_rates` for every
-    ratio and calibration on the test images (the full test split unless
-    ``test_per_class``), with thresholds chosen on ``val_per_class`` validation images
-    held out of the training split (:func:`_image_sets`) and BN statistics re-estimated
-    on the maps' images; the original network's rates; ROC curves at ``ratio``; the
-    exclusiveness of the kept sets at ``ratio``.
-
-    Results go to ``<results_dir>/<profile>/<dataset>/<run>/<key>/`` (see
-    :func:`base_results_dir`; ``key`` hashes every parameter here that changes a number,
-    batch size and image counts included): ``rates.csv``, ``original.csv``, ``roc.csv``,
-    ``exclusiveness.csv``, ``exclusiveness_summary.csv``, ``layer_std.csv``, ``maps.csv``
-    (``layer`` only), ``am.npz`` and ``critical_eval.json`` (meta), written to a temporary
-    folder and renamed into place whole. A later call with the same parameters reads
-    them back without the weights.
-
-    Args:
-        run_dir: the base run folder (``config.json``, ``weights.pt``; from
-            ``RunStore().path(cfg)`` or ``runs/<profile>/<dataset>/base-<key>``).
-        results_dir: root of the stored results.
-        ratio: the reserved ratio of Table 1, the ROC and exclusiveness (always swept).
-        ratios: the sweep.
-        calibrations: names in :data:`CALIBRATIONS`.
-        layer: Fig. 2's layer (its maps are stored, its top filters visualised).
-        am_classes, top_k, am_steps: activation maximisation (``am_classes=()``: none).
-        map_per_class, val_per_class, test_per_class: images per class (None: all).
-        batch_size: images per batch (BN re-estimation averages per batch, so it is in the key).
-        tp: the TP rate of the threshold rule (paper: 98.6%).
-        seed: seed of the image draws and of AM.
-        recompute: ignore stored results.
-        device: where the model runs.
-        data_root: data root (None: triage's search).
-        progress: tqdm bars.
-
-    Returns:
-        ``{'rates', 'original', 'roc', 'exclusiveness', 'exclusiveness_summary', 'layer_std',
-        'maps', 'am', 'meta'}``; ``meta['source']`` says whether it was computed or read.
-
-    Raises:
-        FileNotFoundError: nothing stored for these parameters and no weights in ``run_dir``.
-        ValueError: a bad parameter (ratio outside (0, 1], unknown calibration or class, ...).
-
-    Example:
-        >>> res = analyse_base("runs/wide/cifar10/base-0123abcd4567", device="cuda")   # doctest: +SKIP
-        >>> paper_table(res["rates"], base_mb=res["meta"]["base_mb"])                  # doctest: +SKIP
-    """
-    from . import __version__
-    from .data import channel_stats, load_split, spec, DeviceLoader
-    from .experiments import _git_hash, load_model
-
-    run_dir = Path(run_dir)
-    ratio = cr._check_ratio(ratio)
-    ratios = sorted({cr._check_ratio(r) for r in ratios} | {ratio})
-    cals = [c.name for c in _check_calibrations(calibrations)]
-    tp = _check_tp(tp)
-    for name, v in (("map_per_class", map_per_class), ("val_per_class", val_per_class),
-                    ("test_per_class", test_per_class), ("batch_size", batch_size), ("top_k", top_k),
-                    ("am_steps", am_steps)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"{name} must be a positive integer{' or None' if 'class' in name else ''}, got {v!r}")
-    params = {"ratio": ratio, "ratios": ratios, "calibrations": cals, "layer": layer,
-              "am_classes": [str(c) for c in am_classes], "top_k": top_k, "am_steps": am_steps,
-              "map_per_class": map_per_class, "val_per_class": val_per_class, "test_per_class": test_per_class,
-              "batch_size": batch_size, "tp": tp, "seed": seed, "format": _FORMAT}
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
-    out = base_results_dir(run_dir, results_dir) / key
-    if not recompute and (out / _MARKER).is_file():
-        return _read_folder(out)
-    if not (run_dir / "weights.pt").is_file():
-        stored = sorted(p.parent.name for p in base_results_dir(run_dir, results_dir).glob(f"*/{_MARKER}"))
-        raise FileNotFoundError(f"no stored critical-path results for these parameters (key {key}) under "
-                                f"{out.parent}" + (f" (stored: {', '.join(stored)})" if stored else "")
-                                + f", and no trained weights in {run_dir} to compute them")
-
-    cfg = json.loads((run_dir / "config.json").read_text())["config"]
-    model = load_model(run_dir, device)
-    sp = spec(cfg["dataset"])
-    names = sp.classes if hasattr(sp, "classes") else None
-    xtr, ytr = load_split(cfg["dataset"], "train", data_root)
-    xte, yte = load_split(cfg["dataset"], "test", data_root)
-    sets = _image_sets(cfg, ytr, map_per_class, val_per_class, seed)
-    if test_per_class is not None:
-        keep = _stratified(yte, torch.arange(len(yte)), test_per_class, seed + 15_485_863)
-        xte, yte = xte[keep], yte[keep]
-    mean, std = channel_stats(cfg["dataset"], data_root)
-
-    def loader(x, y):
-        return DeviceLoader(x, y, batch_size=batch_size, mean=mean, std=std, train=False, flip=False,
-                            device=device, resolution=cfg.get("resolution"))
-
-    maps_l = loader(xtr[sets["maps"]], ytr[sets["maps"]])
-    val_l, test_l = loader(xtr[sets["val"]], ytr[sets["val"]]), loader(xte, yte)
-    maps = cr.class_maps(model, maps_l, class_names=names, progress=progress)
-    fig_layer = cr.resolve_layers(model, layer)[0]
-    dist = cr._distil_layers(maps, None)
-    first = cr.resolve_layers(model, dist)[0]
-    heads = _Heads(model, first, {"test": test_l, "val": val_l, "bn": maps_l}, progress)
-    at_ratio = {}  # class -> {calibration: test logits} at the table's ratio, for the ROC curves
-    rates = distillation_rates(model, maps, None, ratios=ratios, calibrations=cals, tp=tp, progress=progress,
-                               _heads=heads, _logits_at=(ratio, at_ratio))
-    original = original_rates(model, None, tp=tp, class_names=maps.classes, _heads=heads, _first=first)
-    # ROC curves at the table's ratio: the original network and each calibration
-    roc = []
-    convs, clf = _tail(model, first)
-    z0 = _run(nn.Sequential(convs, clf), heads.h["test"]).float().cpu()
-    base_acc = float((z0.argmax(1) == heads.y["test"]).double().mean())
-    for c in range(len(maps.classes)):
-        is_c = heads.y["test"] == c
-        roc.append(roc_points(z0[:, c], is_c, ROC_GRID).assign(calibration="original", **{"class": c}))
-        for cal, z in at_ratio[c].items():
-            roc.append(roc_points(z[:, c], is_c, ROC_GRID).assign(calibration=cal, **{"class": c}))
-    roc = pd.concat(roc, ignore_index=True)
-    roc["class_name"] = np.asarray(maps.classes)[roc["class"].to_numpy()]
-    pairs = exclusiveness(maps, ratio)
-    am = None
-    if len(am_classes):
-        cls_names = [maps.classes[maps.class_index(c)] for c in am_classes]
-        top = {c: [int(f) for f in cr.top_filters(maps, fig_layer, c, top_k)["filter"]] for c in cls_names}
-        kw = dict(steps=am_steps, mean=mean, std=std, seed=seed, progress=progress)
-        a = cr.activation_maximisation(model, fig_layer, [f for c in cls_names for f in top[c]], **kw)
-        lg = cr.activation_maximisation(model, "logits", [maps.class_index(c) for c in cls_names], **kw)
-        am = {"images": torch.cat([a.images, lg.images]), "start": torch.cat([a.start, lg.start]),
-              "final": torch.cat([a.activation, lg.activation]),
-              "titles": [f"{c}: filter {f}" for c in cls_names for f in top[c]] + [f"logit '{c}'" for c in cls_names]}
-    size = cr.model_size(model)
-    meta = {"params": params, "key": key, "run": run_dir.name, "profile": cfg["profile"], "dataset": cfg["dataset"],
-            "seed": cfg.get("seed"), "width": cfg["width"], "base_acc": base_acc, "base_mb": size["mb"],
-            "base_params": size["params"], "map_images": int(len(sets["maps"])), "val_images": int(len(sets["val"])),
-            "test_images": int(len(yte)), "val_unseen": sets["val_unseen"], "layer": fig_layer,
-            "distilled_layers": dist, "triage_version": __version__, "git_hash": _git_hash(),
-            "device": str(device), "data_note": getattr(sp, "note", "")}
-    res = {"rates": rates, "original": original, "roc": roc, "exclusiveness": pairs,
-           "exclusiveness_summary": exclusiveness_summary(pairs, seed=seed),
-           "layer_std": cr.layer_differentiation(maps), "maps": maps.select([fig_layer]), "am": am, "meta": meta}
-    _write_folder(out, res)
-    res["meta"] = {**meta, "source": "computed now"}
-    return res
-
-
-def find_base(profile: str, dataset: str = "cifar10", seed: int = 0, *, store=None,
-              results_dir="results/critical") -> Path:
-    """The base run folder of a profile: the run store's (or its export), else the one whose
-    critical-path results are stored under ``results_dir`` (a book built without weights).
-
-    Raises:
-        FileNotFoundError: neither (the message lists what is stored).
-    """
-    import triage
-    store = store or triage.RunStore()
-    cfg = None
-    if profile in triage.PROFILES:
-        cfg = triage.make_config(dataset, profile=profile, seed=seed)
-        found = store.find(cfg) if hasattr(store, "find") else (store.path(cfg) if store.is_done(cfg) else None)
-        if found is not None:
-            return Path(found)
-    runs = []
-    for meta in sorted(Path(results_dir, profile, dataset).glob(f"*/*/{_MARKER}")):
-        m = json.loads(meta.read_text())
-        if m.get("seed", seed) == seed and (meta.parent / "rates.csv").is_file():
-            runs.append(meta.parent.parent.name)
-    runs = sorted(set(runs))
-    if len(runs) == 1:
-        return Path(store.root) / profile / dataset / runs[0]
-    where = f"{Path(results_dir, profile, dataset)}"
-    raise FileNotFoundError(
-        f"no trained {profile} base of {dataset} (seed {seed}) in the run store"
-        + (f" ({store.path(cfg)})" if cfg is not None else "")
-        + (f", and several with stored results under {where}: {', '.join(runs)}; pass run_dir" if runs else
-           f", and no stored critical-path results under {where}"))
-
-
-def _mean(rates: pd.DataFrame, ratio: float, calibration: str) -> pd.Series:
-    sel = rates[np.isclose(rates["ratio"], ratio) & (rates["calibration"] == calibration)]
-    if sel.empty:
-        raise ValueError(f"no rates at ratio {ratio:g} with calibration {calibration!r}")
-    return sel.mean(numeric_only=True).rename(calibration)
-
-
-def verdicts(res: dict, classes: Sequence = ("cat", "dog"), *, tol_tp: float = 0.95,
-             tol_fp: float = 0.15) -> pd.DataFrame:
-    """Which of the paper's claims :func:`analyse_base`'s results reproduce, and why (or why not).
-
-    A Table-1 claim "reproduces" when, at the paper's ratio and with the paper's procedure,
-    the mean TP rate is at least ``tol_tp``, the mean FP rate at most ``tol_fp`` and no
-    class's detector has collapsed. Exclusiveness reproduces when the kept sets of the
-    distilled layers overlap less than random sets of the same size (``p_exclusive`` < 0.05
-    in most layers). Fig. 1b: the STD across classes, absolute and relative, is larger in
-    the last third of the conv layers than in the first.
-
-    Returns:
-        One row per claim: ``claim``, ``paper``, ``ours``, ``verdict`` (reproduces / does not
-        reproduce / partly), ``why``.
-    """
-    meta, rates = res["meta"], res["rates"]
-    ratio = meta["params"]["ratio"]
-    rows = []
-    d = res["layer_std"]
-    third = max(1, len(d) // 3)
-    up = (d["std"].iloc[-third:].mean() > d["std"].iloc[:third].mean(),
-          d["rel_std"].iloc[-third:].mean() > d["rel_std"].iloc[:third].mean())
-    rows.append({"claim": "Fig. 1b: higher layers are more class-specific", "paper": "STD grows with depth",
-                 "ours": f"STD {d['std'].iloc[:third].mean():.3f} -> {d['std'].iloc[-third:].mean():.3f}, relative "
-                         f"{d['rel_std'].iloc[:third].mean():.2f} -> {d['rel_std'].iloc[-third:].mean():.2f} "
-                         f"(first -> last {third} layers)",
-                 "verdict": "reproduces" if all(up) else ("partly" if any(up) else "does not reproduce"),
-                 "why": "" if all(up) else "the absolute STD also follows each layer's activation scale"})
-    maps = res["maps"]
-    own = [cr.fig2_summary(maps, maps.layers[0], c, meta["params"].get("top_k", 3)) for c in classes]
-    n_own, n_all = sum(o["own_class"] for o in own), sum(o["k"] for o in own)
-    rows.append({"claim": f"Fig. 2: the top filters of {', '.join(map(str, classes))} serve their own class",
-                 "paper": "all top-3 filters contribute most to their class",
-                 "ours": f"{n_own} of {n_all} top filters; activation-contribution rank correlation "
-                         + ", ".join(f"{o['spearman']:.2f}" for o in own),
-                 "verdict": "reproduces" if n_own == n_all else ("partly" if n_own else "does not reproduce"),
-                 "why": "" if n_own == n_all else "some top filters serve several classes"})
-    orig = res["original"].mean(numeric_only=True)
-    for rule, s in (("arg-max", "argmax"), ("z_c > 0", "positive")):
-        m = _mean(rates, ratio, "paper")
-        n_col = _collapsed(rates, ratio, s)
-        ok = m[f"tp_{s}"] >= tol_tp and m[f"fp_{s}"] <= tol_fp and n_col == 0
-        why = ("" if ok else f"{n_col} of {rates['class'].nunique()} detectors collapsed (TP = FP)" if n_col else
-               f"its operating point is not the paper's (the original network: TP {orig[f'tp_{s}']:.1%}, "
-               f"FP {orig[f'fp_{s}']:.1%})")
-        rows.append({"claim": f"Table 1, rule {rule}, the paper's procedure",
-                     "paper": f"TP {cr.PAPER_MEAN_TP:.1%}, FP {cr.PAPER_MEAN_FP:.1%}",
-                     "ours": f"TP {m[f'tp_{s}']:.1%}, FP {m[f'fp_{s}']:.1%}, balanced {m[f'balanced_{s}']:.3f}",
-                     "verdict": "reproduces" if ok else "does not reproduce", "why": why})
-    m = _mean(rates, ratio, "paper")
-    ok = m["tp_threshold"] >= tol_tp and m["fp_threshold"] <= tol_fp
-    rows.append({"claim": "Table 1's operating point, threshold chosen on validation",
-                 "paper": f"FP {cr.PAPER_MEAN_FP:.1%} at TP {cr.PAPER_MEAN_TP:.1%}",
-                 "ours": f"FP {m['fp_threshold']:.1%} at TP {m['tp_threshold']:.1%} (test); AUC {m['auc']:.3f}, "
-                         f"original network FP {orig['fp_threshold']:.1%}, AUC {orig['auc']:.3f}",
-                 "verdict": "reproduces" if ok else "does not reproduce",
-                 "why": "" if ok else (f"even the original network has FP {orig['fp_threshold']:.1%} at this TP: "
-                                       "the base is too weak" if orig["fp_threshold"] > tol_fp else
-                                       "distillation loses separation the original network had")})
-    # the best preparation at the paper's operating point: lowest test FP at the validation threshold
-    means = {c: _mean(rates, ratio, c) for c in CALIBRATIONS if (rates["calibration"] == c).any()}
-    best = min(means, key=lambda c: (round(means[c]["fp_threshold"], 3), -means[c]["auc"]))
-    mb = means[best]
-    same = mb["fp_threshold"] > m["fp_threshold"] - 0.01
-    rows.append({"claim": "Zeroing the logit biases is all the calibration needed (no calibration of ours does better)",
-                 "paper": "logit biases zeroed, nothing re-estimated or retrained",
-                 "ours": f"lowest FP at the validation threshold: {best} ({mb['fp_threshold']:.1%} at TP "
-                         f"{mb['tp_threshold']:.1%}, AUC {mb['auc']:.3f}); paper's procedure {m['fp_threshold']:.1%}",
-                 "verdict": "reproduces" if same else "does not reproduce",
-                 "why": "" if same else f"{CALIBRATIONS[best].label} separates better"})
-    s = res["exclusiveness_summary"]
-    excl, shared = int((s["p_exclusive"] < 0.05).sum()), int((s["p_shared"] < 0.05).sum())
-    rows.append({"claim": "Critical paths of different classes are almost exclusive",
-                 "paper": "co-existing but almost exclusive",
-                 "ours": f"mean Jaccard {s['mean_jaccard'].mean():.3f} vs chance {s['chance_jaccard'].mean():.3f}; "
-                         f"more exclusive than chance in {excl} of {len(s)} layers, more shared in {shared}",
-                 "verdict": "reproduces" if excl > len(s) / 2 else ("partly" if excl else "does not reproduce"),
-                 "why": "" if excl > len(s) / 2 else "the classes' kept filter sets overlap as much as random sets "
-                        "or more: critical filters are shared"})
-    return pd.DataFrame(rows)
-
-
-def _collapsed(rates: pd.DataFrame, ratio: float, suffix: str) -> int:
-    sel = rates[np.isclose(rates["ratio"], ratio) & (rates["calibration"] == "paper")]
-    return int(sel[f"collapsed_{suffix}"].sum())

@@ -34,7 +34,7 @@ from . import __version__
 from .data import DATASETS, get_split_loaders, spec
 from .init import INITS, initialise
 from .models import VGG, vgg16_bn
-from .surgery import compress_block
+from .surgery import compress_block, compress_blocks  # noqa: F401  (compress_block: kept importable here)
 from .train import (REGIMES, apply_regime, autocast_dtype, epochs_to_fraction, evaluate, make_optimizer,
                     make_scheduler, predict, rng_state, seed_everything, set_rng_state, summarise,
                     train_one_epoch)
@@ -174,8 +174,14 @@ class RunConfig:
     stn_tol: float = 0.0           # STN: stop the hint training once an epoch lowers the hint loss by
                                    # less than this fraction (0: always stn_epochs)
     model: str = "vgg16_bn"        # vgg16_bn (the paper's) | resnet8 | resnet20 | resnet18 (stages as blocks)
+    extra_blocks: tuple[int, ...] | None = None  # compress to failure (issue 17, triage.failure): further
+                                   # blocks compressed together with `block`, each > block (so one set of
+                                   # blocks has one address), initialised like it; thawed only. None: only
+                                   # `block` (the paper's grid)
 
     def __post_init__(self):
+        # one canonical value (a sorted tuple or None), whatever came in: a JSON list, a CSV string
+        object.__setattr__(self, "extra_blocks", _as_blocks(self.extra_blocks))
         self.validate()
 
     def validate(self) -> None:
@@ -218,6 +224,17 @@ class RunConfig:
             raise ConfigError(f"stop_patience must be >= 1, got {self.stop_patience}")
         if not 0 <= self.stn_tol < 1:
             raise ConfigError(f"stn_tol must be in [0, 1), got {self.stn_tol}")
+        if self.extra_blocks:
+            if self.block == 0 or self.control:
+                raise ConfigError("extra_blocks compress further blocks of a child: give --block too "
+                                  "(the smallest compressed block)")
+            bad = [b for b in self.extra_blocks if not self.block < b <= n]
+            if bad:
+                raise ConfigError(f"extra_blocks must lie in {self.block + 1}..{n} (above block {self.block}, "
+                                  f"the smallest compressed block), got {bad[0]}")
+            if self.regime != "thawed" or self.init == "stn":
+                raise ConfigError("several compressed blocks train thawed (TM) with init random or mean, got "
+                                  f"{self.init} {self.regime}")
 
     @property
     def name(self) -> str:
@@ -225,7 +242,8 @@ class RunConfig:
         prefix = "" if self.model == "vgg16_bn" else f"{self.model}-"
         if self.block == 0:
             return prefix + ("control" if self.control else "base")
-        return f"{prefix}b{self.block}-{self.init}-{self.regime}"
+        blocks = "+".join(map(str, self.compressed_blocks))
+        return f"{prefix}b{blocks}-{self.init}-{self.regime}"
 
     @property
     def scheme(self) -> str:
@@ -250,6 +268,11 @@ class RunConfig:
         return hashlib.sha256(blob).hexdigest()[:12]
 
     @property
+    def compressed_blocks(self) -> tuple[int, ...]:
+        """Every block this network has compressed: ``(block, *extra_blocks)``; () for the base."""
+        return () if self.block == 0 else (self.block,) + (self.extra_blocks or ())
+
+    @property
     def is_child(self) -> bool:
         """A compressed child or the control: trained from the base's weights."""
         return self.block != 0 or self.control
@@ -263,12 +286,37 @@ class RunConfig:
         # changing them for the children does not change the base's hash (and retrain it)
         p = PROFILES[self.profile]
         return dataclasses.replace(self, block=0, init=None, regime=None, epochs=epochs, control=False,
-                                   stn_epochs=p.stn_epochs, stn_tol=p.stn_tol, child_lr=p.child_lr)
+                                   stn_epochs=p.stn_epochs, stn_tol=p.stn_tol, child_lr=p.child_lr,
+                                   extra_blocks=None)
+
+
+def _as_blocks(value) -> tuple[int, ...] | None:
+    """``extra_blocks`` as a sorted tuple of ints, None when empty (also from "(3, 4)" or "3+4")."""
+    import math
+    import re
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str):
+        if re.fullmatch(r"[\s()\[\],+0-9]*", value) is None:
+            raise ConfigError(f"extra_blocks must be block numbers, got {value!r}")
+        value = [int(v) for v in re.findall(r"\d+", value)]
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,)
+    try:
+        blocks = list(value)
+    except TypeError:
+        raise ConfigError(f"extra_blocks must be block numbers, got {value!r}") from None
+    if any(isinstance(b, bool) or not isinstance(b, int) for b in blocks):
+        raise ConfigError(f"extra_blocks must be block numbers, got {value!r}")
+    if len(set(blocks)) != len(blocks):
+        raise ConfigError(f"extra_blocks names a block twice: {value!r}")
+    return tuple(sorted(int(b) for b in blocks)) or None
 
 
 # Fields added with results format 2, and their format-1 values (left out of RunConfig.key()).
 _FORMAT2_DEFAULTS = {"val_fraction": 0.0, "stopping": "fixed", "stop_patience": 4,
-                     "child_lr": "initial", "control": False, "stn_tol": 0.0, "model": "vgg16_bn"}
+                     "child_lr": "initial", "control": False, "stn_tol": 0.0, "model": "vgg16_bn",
+                     "extra_blocks": None}
 # Architectures a run can triage, and their number of addressable blocks (VGG16's five
 # blocks; a ResNet's stages).
 MODELS = {"vgg16_bn": 5, "resnet8": 3, "resnet20": 3, "resnet18": 4}
@@ -548,7 +596,7 @@ def load_model(run_dir: Path | str, device="cpu") -> VGG:
     cfg = RunConfig(**meta["config"])
     model = build_model(cfg)
     if cfg.block:
-        model = compress_block(model, cfg.block)
+        model = compress_blocks(model, cfg.compressed_blocks)
     if not (run_dir / "weights.pt").exists():
         raise ConfigError(f"{run_dir} holds no weights (children's weights are not exported); "
                           "retrain it with `triage run` to analyse it")
@@ -684,12 +732,13 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
         if cfg.control:
             model = copy.deepcopy(parent)
         else:
-            model = compress_block(parent, cfg.block)
+            model = compress_blocks(parent, cfg.compressed_blocks)
             if ckpt is None and cfg.init == "stn":
                 stn_losses = _stn_init(cfg, store, parent, model, train_loader, amp, progress, cache)
             elif ckpt is None:
                 torch.manual_seed(cfg.seed)
-                initialise(model, parent, cfg.block, cfg.init)
+                for block in cfg.compressed_blocks:   # in increasing order (RW draws from one stream)
+                    initialise(model, parent, block, cfg.init)
     check_model_data(model, data_spec)
     model = model.to(device=device, memory_format=memory_format)
     apply_regime(model, cfg.regime, cfg.block)

@@ -238,37 +238,29 @@ def _input_image(results, dataset, data_root=None):
 def stored_analysis(kind: str, results, row, root=None) -> dict | None:
     """The stored autopsy or critical-paths results of one network, or None.
 
-    Reads the newest ``<root>/<kind>/<profile>/<dataset>/<name>-<key>/<params>/`` folder
-    that ``triage.autopsy.analyse_run`` / ``triage.critical.analyse_run`` wrote: one
-    DataFrame per CSV table, ``meta`` (its JSON) and, for critical paths, ``maps``
-    (``ClassMaps``). Never computes anything.
+    Reads the newest complete entry below ``<root>/<kind>/<profile>/<dataset>/<name>-<key>/``
+    of the result store that ``triage.studies.autopsy_run`` / ``triage.studies.critical_run``
+    wrote (:func:`triage.studies.read_analysis`): one DataFrame per CSV table, ``meta`` and,
+    for critical paths, ``maps`` (``ClassMaps``). Never computes anything.
 
     Args:
         kind: ``"autopsy"`` or ``"critical"``.
         root: the results folder (default: ``<checkout>/results`` or ``$TRIAGE_RESULTS``).
     """
-    import pandas as pd
+    from .store import ResultStore
+    from .studies import read_analysis
     if kind not in ("autopsy", "critical"):
         raise ValueError(f"kind must be 'autopsy' or 'critical', got {kind!r}")
-    folder = Path(root or _analyses_root()) / kind / results.profile / row["dataset"] / _run(row)
-    metas = sorted(folder.glob(f"*/{kind}.json"), key=lambda p: p.stat().st_mtime)
-    if not metas:
-        return None
-    d = metas[-1].parent
-    # autopsy tables hold "None" and "all" as values (decimals kept): only "" is missing there
-    na = dict(keep_default_na=False, na_values=[""]) if kind == "autopsy" else {}
-    out = {p.stem: pd.read_csv(p, **na) for p in sorted(d.glob("*.csv"))}
-    out["meta"], out["path"] = json.loads(metas[-1].read_text()), d
-    if kind == "critical" and "maps" in out:
-        from .critical import ClassMaps
-        out["maps"] = ClassMaps.from_csv(d / "maps.csv")
-    return out
+    found = ResultStore(Path(root or _analyses_root()) / kind).entries(
+        (results.profile, row["dataset"], _run(row)), analysis=kind)
+    return read_analysis(found[0]) if found else None
 
 
 def _stored_runs(kind: str, results, dataset, root=None) -> list[str]:
     """Labels of the networks of ``dataset`` that have stored ``kind`` results."""
-    folder = Path(root or _analyses_root()) / kind / results.profile / dataset
-    keys = {p.parent.parent.name.rsplit("-", 1)[-1] for p in folder.glob(f"*/*/{kind}.json")}
+    from .store import ResultStore
+    found = ResultStore(Path(root or _analyses_root()) / kind).entries((results.profile, dataset, "*"), analysis=kind)
+    keys = {e.spec["run"].rsplit("-", 1)[-1] for e in found}
     runs = results.runs
     return [network_label(r) for _, r in runs[runs["key"].isin(keys)].iterrows()]
 
@@ -653,7 +645,7 @@ class _AnalysisTab:
             f.clear()
 
     def _can_compute(self) -> bool:
-        """Weights are here, in a run the store counts as finished (analyse_run would otherwise train it)."""
+        """Weights are here, in a run the store counts as finished (an analysis of a stored run would otherwise train it)."""
         cfg = _config(self.row, self.app.results)
         return (cfg is not None and _weights_dir(self.app.results, self.row, self.app.runs_root) is not None
                 and self.app.store().is_done(cfg))
@@ -727,39 +719,30 @@ class _CriticalTab(_AnalysisTab):
     def _am(self, cls, store=None):
         """Stored AM images of ``cls`` (from any stored class set holding it); with ``store``, computed
         from the weights when not stored. None when neither."""
-        from . import critical
+        from . import studies
         cfg = _config(self.row, self.app.results)
         if cfg is None:
             return None
-        maps = self.data["maps"]
-        kw = dict(layer=maps.layers[0], top_k=TOP_K, results_dir=self.app.analyses_root / "critical")
-        if any(self.data["path"].parent.glob("am-*.npz")):
-            # am_run's file is keyed by the classes asked together (the book asks for cat and dog)
-            for classes in [(cls,)] + [p for o in maps.classes if o != cls for p in ((cls, o), (o, cls))]:
-                am = critical.am_run(cfg, maps, classes, store=_NoRuns(), **kw)
-                if am is not None:
-                    return _am_of(am, cls)
+        maps, root = self.data["maps"], self.app.analyses_root / "critical"
+        # stored images of any class set holding cls (the book asks for cat and dog together)
+        am = studies.stored_am(root, cfg.profile, cfg.dataset, f"{cfg.name}-{cfg.key()}", cls)
+        if am is not None:
+            return _am_of(am, cls)
         if store is None:
             return None
-        return _am_of(critical.am_run(cfg, maps, (cls,), store=store, progress=True, **kw), cls)
+        return _am_of(studies.am_run(cfg, maps, (cls,), layer=maps.layers[0], top_k=TOP_K, store=store,
+                                     results_dir=root, progress=True), cls)
 
     def _compute(self, cfg, store, root):
-        from .critical import analyse_run
+        from .studies import critical_run
         self.bar.max = 2
         if self.data is None:
-            analyse_run(cfg, store=store, results_dir=root, map_batches=8, progress=True)
+            critical_run(cfg, store=store, results_dir=root, map_batches=8, progress=True)
         self.bar.value = 1
         self.data = stored_analysis("critical", self.app.results, self.row, self.app.analyses_root)
         classes = list(self.data["maps"].classes)
         self._am(self.choice.value if self.choice.value in classes else classes[0], store)
         self.bar.value = 2
-
-
-class _NoRuns:
-    """A run store without finished runs: ``critical.am_run`` then only reads stored images."""
-
-    def is_done(self, cfg) -> bool:
-        return False
 
 
 def _am_of(am, cls):
@@ -813,8 +796,8 @@ class _AutopsyTab(_AnalysisTab):
         self.figs[1].clear()
 
     def _compute(self, cfg, store, root):
-        from .autopsy import analyse_run
-        analyse_run(cfg, store=store, results_dir=root, progress=True)
+        from .studies import autopsy_run
+        autopsy_run(cfg, store=store, results_dir=root, progress=True)
         self.bar.value = 1
 
 

@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .data import DATASETS, DataError
+from .data import DATASETS
 from .experiments import (_FORMAT2_DEFAULTS, MODELS, PROFILES, STORE_FORMAT, ConfigError, RunConfig, RunStore, _check_folder,
                           atomic_write_json, default_runs_root, make_config)
 from .init import INITS
@@ -926,6 +926,8 @@ def results_table(root=None, profile: str | None = None, dataset: str | None = N
         stn = summary.get("stn_losses") or []
         row = {"name": meta.get("name"), "scheme": meta.get("scheme"), "key": meta.get("key")}
         row.update({k: cfg.get(k, _FORMAT2_DEFAULTS.get(k)) for k in fields})
+        if isinstance(row.get("extra_blocks"), list):   # JSON has no tuples; keep cells hashable
+            row["extra_blocks"] = tuple(row["extra_blocks"])
         row.update({k: v for k, v in summary.items() if k not in row and k != "stn_losses"})
         row["stn_loss_final"] = stn[-1] if stn else float("nan")
         row["run_dir"] = str(d)
@@ -1079,29 +1081,27 @@ def main(args: argparse.Namespace) -> int:
 
     0: every network complete; 1: some network failed; 2: bad input; 130: interrupted.
     """
-    try:
-        if args.command == "status":
-            return _status_main(args)
-        if args.executor not in EXECUTORS:
-            raise ConfigError(f"unknown executor {args.executor!r}; choose one of {', '.join(EXECUTORS)}")
-        if args.executor == "dask" and not args.scheduler:
-            raise ConfigError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
-        cfgs = _cfgs_from_args(args)
-        store = RunStore(args.out) if args.out else RunStore()
-        progress = not args.no_progress
-        report = run_grid(cfgs, store, executor=args.executor, scheduler=args.scheduler,
-                          template=args.template, data_root=args.data_root, device=args.device,
-                          timeout=args.timeout, scheduler_timeout=args.scheduler_timeout,
-                          slurm=_key_values(args.slurm, "--slurm"), progress=progress, jobs=args.jobs,
-                          threads=args.threads, notebooks=not args.no_notebooks,
-                          log=lambda m: print(m, file=sys.stderr, flush=True))
-    except (ConfigError, DataError) as e:
-        print(f"triage: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("triage: interrupted; rerun the same command to continue (finished networks are kept, "
-              "an interrupted training resumes from its last epoch)", file=sys.stderr)
-        return 130
+    from ._cli import guarded
+    return guarded(lambda: _grid_main(args), "rerun the same command to continue (finished networks are "
+                   "kept, an interrupted training resumes from its last epoch)")
+
+
+def _grid_main(args) -> int:
+    if args.command == "status":
+        return _status_main(args)
+    if args.executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {args.executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if args.executor == "dask" and not args.scheduler:
+        raise ConfigError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
+    cfgs = _cfgs_from_args(args)
+    store = RunStore(args.out) if args.out else RunStore()
+    progress = not args.no_progress
+    report = run_grid(cfgs, store, executor=args.executor, scheduler=args.scheduler,
+                      template=args.template, data_root=args.data_root, device=args.device,
+                      timeout=args.timeout, scheduler_timeout=args.scheduler_timeout,
+                      slurm=_key_values(args.slurm, "--slurm"), progress=progress, jobs=args.jobs,
+                      threads=args.threads, notebooks=not args.no_notebooks,
+                      log=lambda m: print(m, file=sys.stderr, flush=True))
     print(f"triage grid: {report.summary()} -> {store.root}", file=sys.stderr)
     if not report.ok:
         print(f"triage grid: {len(report.failed)} network(s) did not finish; see error.json and "

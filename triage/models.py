@@ -22,7 +22,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-__all__ = ["VGG16_CFG", "VGG", "vgg16_bn", "block_names", "block_convs", "conv_layers"]
+__all__ = ["VGG16_CFG", "VGG", "vgg16_bn", "block_names", "block_convs", "conv_layers", "count_flops"]
 
 # Channels of each conv, block by block (torchvision's cfg "D" with the 'M's as block ends).
 VGG16_CFG: tuple[tuple[int, ...], ...] = (
@@ -169,6 +169,54 @@ def block_convs(block: nn.Sequential) -> list[nn.Conv2d]:
 def conv_layers(model: nn.Module) -> "OrderedDict[str, nn.Conv2d]":
     """Every ``nn.Conv2d`` of a model by qualified name, in forward order."""
     return OrderedDict((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, input_shape=None) -> dict:
+    """Parameters and FLOPs of one image's forward pass through the convs and linear layers.
+
+    A conv's multiply-accumulates (MACs) are ``out_elements * in_channels / groups * kh * kw``,
+    a linear layer's ``rows * in_features * out_features``; FLOPs = 2 x MACs. BN, ReLU,
+    pooling and biases are not counted (a few operations per output element, against a conv's
+    9 x in_channels multiply-adds). The counts are read
+    from the output shapes of one forward pass (eval mode; hooks removed, also on error).
+
+    Args:
+        model: any module of Conv2d and Linear layers.
+        input_shape: (channels, height, width); default the model's ``in_channels`` and its
+            ``resolution`` (32 where it has none).
+
+    Returns:
+        ``{"params", "macs", "flops"}``.
+
+    Example:
+        >>> count_flops(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, bias=False)), (1, 4, 4))["macs"]
+        288
+    """
+    if input_shape is None:
+        input_shape = (model.in_channels, getattr(model, "resolution", 32), getattr(model, "resolution", 32))
+    macs = []
+
+    def conv_hook(m, _, out):
+        kh, kw = m.kernel_size
+        macs.append(out.numel() * (m.in_channels // m.groups) * kh * kw)
+
+    def linear_hook(m, _, out):
+        macs.append(out.numel() * m.in_features)
+
+    handles = [m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else linear_hook)
+               for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    ref = next(model.parameters())
+    was = model.training
+    try:
+        model.eval()
+        model(torch.zeros(1, *input_shape, device=ref.device, dtype=ref.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    total = int(sum(macs))
+    return {"params": sum(p.numel() for p in model.parameters()), "macs": total, "flops": 2 * total}
 
 
 # torchvision's vgg16_bn keeps its features in one flat Sequential: features.0 is the

@@ -34,7 +34,7 @@ from pathlib import Path
 
 __all__ = ["RESULTS_FORMAT", "GRID_SIZE", "SCHEMES", "FIG3_MODELS",
            "default_results_root", "default_profile", "stored_profiles", "export", "load", "Results",
-           "run_smoke_grid", "grid_runs", "margins", "regime_gaps", "convergence_diffs",
+           "run_smoke_grid", "grid_runs", "model_runs", "margins", "regime_gaps", "convergence_diffs",
            "activation_similarity", "setting_differences", "cka_bases", "grid_size", "child_lr_pilot", "convergence_audit", "setting_caveat", "timings",
            "add_commands", "main"]
 
@@ -108,6 +108,41 @@ def grid_runs(table, profile: str):
         keys |= {c.key() for c in expand_grid(dataset, profile, [int(seed)])}
     keep = table["key"].isin(keys) & (table["profile"] == profile)
     return table[keep].reset_index(drop=True), int((~keep).sum())
+
+
+def model_runs(profile: str, model: str, dataset: str | None = None, root=None, runs_root=None, **overrides):
+    """The stored grid of another architecture (``triage grid --set model=resnet8``; beyond the paper).
+
+    ``export`` keeps the VGG16-BN grid only; a ResNet grid is read from its per-run exports
+    (``results/triage/<profile>/runs/``) and, when given, a run store (its copy wins). Kept:
+    the configs of ``expand_grid(..., model=model, **overrides)`` (any subset of its schemes,
+    e.g. TM only; ``overrides`` as the grid's ``--set``, e.g. ``width=1.0``). Names lose their model prefix (``resnet8-b2-mean-thawed`` -> ``b2-mean-thawed``,
+    ``resnet8-control`` -> ``control``), so the Fig. 2 plot and :mod:`triage.claims` read the
+    table as they read VGG's.
+
+    Returns:
+        the runs table (empty, with the usual columns, when nothing is stored).
+
+    Example:
+        >>> runs = model_runs("campaign", "resnet8", "cifar10", width=1.0)   # doctest: +SKIP
+        >>> claims.check_claims(runs).verdicts                       # doctest: +SKIP
+    """
+    import pandas as pd
+    from .grid import expand_grid, results_table
+    root = Path(root) if root is not None else default_results_root()
+    tables = [results_table(runs_root, profile, dataset)] if runs_root is not None else []
+    tables.append(results_table(root, profile, dataset, exported=True))
+    table = pd.concat([t for t in tables if len(t)], ignore_index=True) if any(len(t) for t in tables) \
+        else tables[-1]
+    if table.empty:
+        return table
+    table = table[table["model"] == model].drop_duplicates("key").reset_index(drop=True)
+    keys = set()
+    for (ds, seed), _ in table.groupby(["dataset", "seed"]):
+        keys |= {c.key() for c in expand_grid(ds, profile, [int(seed)], model=model, **overrides)}
+    table = table[table["key"].isin(keys)].reset_index(drop=True)
+    table["name"] = table["name"].str.removeprefix(f"{model}-")
+    return table
 
 
 def _notebook_seconds(path) -> float:
@@ -840,12 +875,10 @@ def add_commands(subparsers) -> tuple[str, ...]:
 
 def main(args) -> int:
     """Run ``triage export`` from parsed arguments; returns the exit code (2: bad input)."""
-    from .data import DataError
-    try:
-        export(args.profile, args.runs, args.out, datasets=args.dataset, grid_only=not args.all_runs,
-               complete_only=args.complete_only, fig3=not args.no_fig3, data_root=args.data_root,
-               log=lambda m: print(m, file=sys.stderr, flush=True))
-    except (ValueError, DataError) as e:
-        print(f"triage: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    from ._cli import guarded
+    # export's ValueErrors (unknown profile, nothing stored, an old results format) are bad input
+    return guarded(lambda: export(args.profile, args.runs, args.out, datasets=args.dataset,
+                                  grid_only=not args.all_runs, complete_only=args.complete_only,
+                                  fig3=not args.no_fig3, data_root=args.data_root,
+                                  log=lambda m: print(m, file=sys.stderr, flush=True)) and None,
+                   "rerun the same command (the export is rewritten as a whole)", errors=(ValueError,))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .models import VGG
 
-__all__ = ["compress_block", "compressed_layer_names"]
+__all__ = ["compress_block", "compress_blocks", "compressed_layer_names"]
 
 
 def compress_block(model: VGG, block: int) -> VGG:
@@ -53,6 +53,46 @@ def compress_block(model: VGG, block: int) -> VGG:
     ref = next(model.parameters())
     child = child.to(device=ref.device, dtype=ref.dtype)
     child.train(model.training)
+    return child
+
+
+def compress_blocks(model, blocks) -> VGG:
+    """Return a new model with every block of ``blocks`` compressed (compress to failure, issue 17).
+
+    :func:`compress_block` applied block by block: each named block becomes one conv (+ BN,
+    ReLU, and VGG's max-pool), every other parameter and buffer is copied from ``model``, and
+    output shapes are unchanged. The new layers keep a fresh default initialisation until an
+    initialiser of :mod:`triage.init` sets them (one call per block). ``model`` is not modified.
+
+    Args:
+        model: a :class:`~triage.models.VGG` or :class:`~triage.resnet.ResNet` (trained parent).
+        blocks: block numbers (1..5 for VGG16), in any order, each at most once.
+
+    Raises:
+        ValueError: no block, a block named twice, a non-integer or out-of-range block.
+        TypeError: ``model`` is neither a triage VGG nor a ResNet.
+
+    Example:
+        >>> from triage.models import vgg16_bn
+        >>> child = compress_blocks(vgg16_bn(10, width=0.25), (2, 4))
+        >>> [len(child.block(b)) for b in (1, 2, 3, 4, 5)]   # layers per block; 4 = conv, bn, relu, pool
+        [7, 4, 10, 4, 10]
+    """
+    blocks = list(blocks) if not isinstance(blocks, int) else [blocks]
+    if not blocks:
+        raise ValueError("compress_blocks needs at least one block")
+    if any(isinstance(b, bool) or not isinstance(b, int) for b in blocks):
+        raise ValueError(f"blocks must be integers, got {blocks!r}")
+    if len(set(blocks)) != len(blocks):
+        raise ValueError(f"a block is named twice: {blocks!r}")
+    from .resnet import ResNet
+    if not isinstance(model, (VGG, ResNet)):
+        raise TypeError(f"compress_blocks needs a triage VGG or ResNet, got {type(model).__name__}")
+    for b in blocks:   # validate every index before building anything
+        model.block(b)
+    child = model
+    for b in sorted(blocks):
+        child = compress_block(child, b)   # a new module each time; `model` itself is never changed
     return child
 
 
