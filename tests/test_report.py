@@ -355,6 +355,25 @@ def test_convergence_audit_by_hand():
     assert report.convergence_audit(pd.DataFrame()).empty
 
 
+def test_convergence_audit_within_the_audit_run(tmp_path):
+    """A GPU base audited on the CPU: the verdict compares the audit run with its own first epochs."""
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    # 6 epochs; the base stopped after 3. Best val in the first 3: epoch 2 (test 0.70);
+    # over all 6: epoch 5 (test 0.72) -> within-run gain +2 pt, although the audit as a
+    # whole is 1 pt below the (GPU) base.
+    pd.DataFrame({"epoch": range(1, 7), "val_acc": [0.5, 0.7, 0.6, 0.65, 0.71, 0.69],
+                  "test_acc": [0.5, 0.70, 0.61, 0.66, 0.72, 0.68]}).to_csv(audit / "metrics.csv", index=False)
+    t = pd.DataFrame([
+        ("cifar10", 0, "base", 0, "plateau", 60, 3, 0.73, "cuda", None),
+        ("cifar10", 0, "base", 0, "fixed", 6, 6, 0.72, "cpu", str(audit)),
+    ], columns=["dataset", "seed", "name", "block", "stopping", "epochs", "epochs_trained", "test_acc_at_best_val",
+                "device", "run_dir"])
+    a = report.convergence_audit(t).iloc[0]
+    assert a["gain"] == pytest.approx(-0.01) and a["gain_within"] == pytest.approx(0.02)
+    assert not a["converged"] and a["devices"] == "cuda / cpu"
+
+
 def test_model_runs_reads_a_resnet_grid_as_a_grid(tmp_path):
     """Beyond the paper: a ResNet-8 grid beside VGG's, names without the model prefix for the plots and
     claims; runs of other models and outside the grid are left out."""
@@ -374,3 +393,23 @@ def test_model_runs_reads_a_resnet_grid_as_a_grid(tmp_path):
     assert list(vgg["name"]) == ["base"]
     rep = check_claims(runs)
     assert set(rep.verdicts["claim"]) == {"C1", "C2", "C3", "C4a", "C4b"}
+
+
+def test_grid_cost_by_hand():
+    """15 FM + 15 TM + control per grid, medians per device; pilot (other child_lr) and
+    failure-path runs left out."""
+    rows = [("cpu", 1, "mean", "frozen", "initial", "b1", None, s) for s in (100, 200, 300)]
+    rows += [("cpu", 2, "mean", "thawed", "initial", "b2", None, s) for s in (900, 1000)]
+    rows += [("cpu", 0, None, None, "initial", "control", None, 1800),
+             ("cpu", 2, "mean", "thawed", "continue", "b2", None, 99999),     # the pilot's other reading
+             ("cpu", 1, "mean", "thawed", "initial", "b1+3", (3,), 99999),    # a compress-to-failure step
+             ("cuda", 1, "random", "thawed", "initial", "b1", None, 120)]
+    t = pd.DataFrame([dict(device=d, block=b, init=i, regime=r, child_lr=c, name=n, extra_blocks=e,
+                           train_seconds=s, profile="campaign") for d, b, i, r, c, n, e, s in rows])
+    cost = report.grid_cost(t)
+    cpu = cost.loc["cpu"]
+    assert (cpu["n_fm"], cpu["fm_s"], cpu["n_tm"], cpu["tm_s"], cpu["control_s"]) == (3, 200, 2, 950, 1800)
+    assert cpu["grid_hours"] == pytest.approx((15 * 200 + 15 * 950 + 1800) / 3600)
+    # no FM and no control on cuda: FM unknown (NaN hours), the control counted as a TM child
+    assert cost.loc["cuda", "tm_s"] == 120 and cost.loc["cuda", "grid_hours"] != cost.loc["cuda", "grid_hours"]
+    assert report.grid_cost(pd.DataFrame()).empty

@@ -930,13 +930,15 @@ def results_table(root=None, profile: str | None = None, dataset: str | None = N
             row["extra_blocks"] = tuple(row["extra_blocks"])
         row.update({k: v for k, v in summary.items() if k not in row and k != "stn_losses"})
         row["stn_loss_final"] = stn[-1] if stn else float("nan")
+        # where and from which code it ran: base and audit may differ in device (GPU vs CPU)
+        row["device"], row["git_hash"] = meta.get("device"), meta.get("git_hash")
         row["run_dir"] = str(d)
         row["notebook"] = str(d / NOTEBOOK) if (d / NOTEBOOK).exists() else None
         rows.append(row)
     cols = ["name", "scheme", "key"] + fields + [c for c in ["max_test_acc", "final_test_acc", "epoch_of_max",
                                                  "epochs_to_99pct", "epochs", "params", "train_seconds",
                                                  "stn_loss_final", "train_images", "test_images",
-                                                 "run_dir", "notebook"] if c not in fields]
+                                                 "device", "git_hash", "run_dir", "notebook"] if c not in fields]
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=cols)

@@ -266,6 +266,45 @@ def child_lr_pilot(root=None, profile: str = "campaign"):
     return table, dec
 
 
+def grid_cost(table):
+    """Measured cost of one grid (base excluded: 15 FM + 15 TM children and the control), per device.
+
+    From the stored runs' ``train_seconds`` (STN hint epochs included): the median per kind
+    of network, and the hours one grid takes in one process, ``15 x FM + 15 x TM +
+    control``. Audit runs, pilot runs (``child_lr`` other than the profile's) and
+    compress-to-failure steps are left out.
+
+    Args:
+        table: runs with ``device``, ``train_seconds`` and config columns (e.g.
+            ``triage.grid.results_table(results_root, "campaign", exported=True)``).
+
+    Returns:
+        DataFrame indexed by device: n and median seconds of FM children, TM children and
+        controls, and ``grid_hours``. Empty when nothing is stored.
+    """
+    import pandas as pd
+    from .experiments import PROFILES
+    cols = ["n_fm", "fm_s", "n_tm", "tm_s", "n_control", "control_s", "grid_hours"]
+    if table.empty or "device" not in table.columns:
+        return pd.DataFrame(columns=cols)
+    t = table[table["block"] > 0] if "extra_blocks" not in table.columns else \
+        table[(table["block"] > 0) & table["extra_blocks"].isna()]
+    t = pd.concat([t, table[(table["block"] == 0) & (table["name"] == "control")]])
+    own = t["profile"].map(lambda p: PROFILES[p].child_lr if p in PROFILES else None)
+    t = t[t["child_lr"] == own]
+    rows = {}
+    for device, part in t.groupby("device"):
+        fm = part.loc[part["regime"] == "frozen", "train_seconds"]
+        tm = part.loc[part["regime"] == "thawed", "train_seconds"]
+        ctl = part.loc[part["name"] == "control", "train_seconds"]
+        med = lambda x: float(x.median()) if len(x) else float("nan")   # noqa: E731
+        c = med(ctl) if len(ctl) else med(tm)   # the control trains like a TM child
+        rows[device] = {"n_fm": len(fm), "fm_s": med(fm), "n_tm": len(tm), "tm_s": med(tm),
+                        "n_control": len(ctl), "control_s": med(ctl),
+                        "grid_hours": (15 * med(fm) + 15 * med(tm) + c) / 3600}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=cols).rename_axis("device")
+
+
 def convergence_audit(table, margin: float = 0.005):
     """Did the bases converge? Each base against the same base trained twice as long.
 
@@ -274,6 +313,14 @@ def convergence_audit(table, margin: float = 0.005):
     trained); issue 12 asks that it gain less than ``margin`` (0.5 points) of test accuracy
     at the best validation epoch.
 
+    Two gains are reported. ``gain``: the audit run's accuracy minus the base's. When the
+    two ran on different devices (a GPU base, a CPU audit) their trajectories differ from
+    the first step, so this gain mixes training length with device noise. ``gain_within``
+    compares like with like: inside the audit run, the test accuracy at the best validation
+    epoch of all its epochs minus that of its first ``base_epochs`` epochs (where the base
+    stopped; the lr schedule is the same up to there). The verdict uses ``gain_within`` when
+    the audit's per-epoch metrics are at hand (``run_dir``), else ``gain``.
+
     Args:
         table: runs of a profile with format-2 columns, audit runs included (e.g.
             ``triage.grid.results_table(results_root, profile, exported=True)``; ``runs.csv``
@@ -281,10 +328,12 @@ def convergence_audit(table, margin: float = 0.005):
         margin: the largest gain that still counts as converged.
 
     Returns:
-        DataFrame: dataset, seed, base and audit epochs and accuracies, gain, converged.
+        DataFrame: dataset, seed, base and audit epochs and accuracies, gain, gain_within,
+        converged, devices (base / audit).
     """
     import pandas as pd
-    cols = ["dataset", "seed", "base_epochs", "base_acc", "audit_epochs", "audit_acc", "gain", "converged"]
+    cols = ["dataset", "seed", "base_epochs", "base_acc", "audit_epochs", "audit_acc", "gain", "gain_within",
+            "converged", "devices"]
     if table.empty or "stopping" not in table.columns:
         return pd.DataFrame(columns=cols)
     b0 = table[(table["block"] == 0) & (table["name"] == "base")]
@@ -296,10 +345,43 @@ def convergence_audit(table, margin: float = 0.005):
             continue
         b, a = base.iloc[0], audit.sort_values("epochs").iloc[-1]
         gain = float(a["test_acc_at_best_val"] - b["test_acc_at_best_val"])
+        within = _gain_within(a.get("run_dir"), int(b["epochs_trained"]))
         rows.append({"dataset": ds, "seed": int(seed), "base_epochs": int(b["epochs_trained"]),
                      "base_acc": float(b["test_acc_at_best_val"]), "audit_epochs": int(a["epochs_trained"]),
-                     "audit_acc": float(a["test_acc_at_best_val"]), "gain": gain, "converged": gain < margin})
+                     "audit_acc": float(a["test_acc_at_best_val"]), "gain": gain, "gain_within": within,
+                     "converged": (gain if within != within else within) < margin,
+                     "devices": f"{b.get('device') or '?'} / {a.get('device') or '?'}"})
     return pd.DataFrame(rows, columns=cols)
+
+
+def convergence_audit_text(audit, margin: float = 0.005) -> str:
+    """One paragraph on :func:`convergence_audit`'s table, for the results chapter."""
+    if audit is None or audit.empty:
+        return "No audit run is stored for this profile yet."
+    parts = []
+    for r in audit.itertuples():
+        within = ("n/a" if r.gain_within != r.gain_within else f"{100 * r.gain_within:+.2f}")
+        parts.append(f"{r.dataset} seed {r.seed}: {r.audit_epochs} epochs against {r.base_epochs}, "
+                     f"{100 * r.gain:+.2f} pt against the base ({r.devices}), {within} pt within the audit run")
+    ok = audit["converged"].all()
+    verdict = (f"every audited base is converged by the issue's criterion (a gain below {100 * margin:.1f} pt)"
+               if ok else "at least one audited base is **not** converged: " +
+               ", ".join(audit.loc[~audit["converged"], "dataset"]))
+    return (f"Audited: {'; '.join(parts)}. So {verdict}. The *within* figure is the one the verdict reads: "
+            "it compares the long run with its own first epochs, on one device.")
+
+
+def _gain_within(run_dir, first: int) -> float:
+    """Test accuracy at the best validation epoch of all epochs minus of the first ``first`` epochs."""
+    import pandas as pd
+    path = Path(run_dir) / "metrics.csv" if isinstance(run_dir, str) and run_dir else None
+    if path is None or not path.is_file():
+        return float("nan")
+    m = pd.read_csv(path)
+    if m["val_acc"].isna().all() or len(m) <= first:
+        return float("nan")
+    at_best = lambda part: float(part.loc[part["val_acc"].idxmax(), "test_acc"])   # noqa: E731
+    return at_best(m) - at_best(m.iloc[:first])
 
 
 def _fig3_meta(fig: dict | None) -> dict | None:
