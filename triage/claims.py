@@ -63,6 +63,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .vocabulary import LABELS
+
 __all__ = ["VERDICTS", "CLAIMS", "PAPER", "MARGIN", "MUCH", "EPOCH_MARGIN", "COLLAPSE",
            "ClaimsReport", "check_claims", "measures", "collapsed_networks", "seed_sd",
            "block_effect", "explain", "summary_markdown", "cka_bases", "fig3_cka", "plot_claim",
@@ -89,7 +91,7 @@ EPOCH_MARGIN = 1.0  # epochs: C4a's "faster"; the resolution of an epochs-to-99%
 COLLAPSE = 0.9      # majority_frac at or above which a network counts as collapsed
 POWER = 0.8         # power of the minimum detectable effect and of the seeds needed
 
-_SHORT = {"random": "RW", "mean": "MW", "stn": "STN", "frozen": "FM", "thawed": "TM"}
+_SHORT = LABELS   # random -> RW, thawed -> TM, ...
 _INITS = ("random", "mean", "stn")
 _REGIMES = ("frozen", "thawed")
 # (kind of each contrast, quantifier over the family, threshold parameter)

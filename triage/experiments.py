@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from ._version import __version__
 from .data import DATASETS, get_split_loaders, spec
 from .init import INITS, initialise
 from .models import VGG, vgg16_bn
@@ -253,8 +253,8 @@ class RunConfig:
         """The paper's label: Base, or e.g. TM-STN."""
         if self.block == 0:
             return "Control" if self.control else "Base"
-        short = {"random": "RW", "mean": "MW", "stn": "STN"}[self.init]
-        return f"{'FM' if self.regime == 'frozen' else 'TM'}-{short}"
+        from .vocabulary import scheme_label
+        return scheme_label(self.init, self.regime)
 
     def key(self) -> str:
         """Hash of the full config: the run's address in the store."""

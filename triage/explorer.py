@@ -37,15 +37,17 @@ import os
 import sys
 from pathlib import Path
 
+from .vocabulary import INIT_LABELS, LABELS, REGIME_LABELS
+
 __all__ = ["Explorer", "app", "explorer", "headline", "find_network", "network_label", "block1_maps",
            "stored_analysis", "curves_figure", "fig2_figure", "activations_figure", "default_profile",
            "in_voila", "is_live", "add_commands", "main"]
 
 N_FILTERS = 10            # Fig. 3 shows the first ten block-1 filters
 TOP_K = 3                 # the critical-paths chapter's Fig. 2: top three filters per class
-_INITS = (("RW", "random"), ("MW", "mean"), ("STN", "stn"))
-_REGIMES = (("FM", "frozen"), ("TM", "thawed"))
-_LABEL = {v: k for k, v in _INITS + _REGIMES}      # random -> RW, thawed -> TM, ...
+_INITS = tuple((label, name) for name, label in INIT_LABELS.items())       # drop-down options
+_REGIMES = tuple((label, name) for name, label in REGIME_LABELS.items())
+_LABEL = LABELS      # random -> RW, thawed -> TM, ...
 _SPLIT_COLOURS = {"train": "C0", "val": "C2", "test": "C3"}
 
 

@@ -5,6 +5,7 @@ Every figure names the profile (smoke/cpu/paper) that produced it.
 from __future__ import annotations
 
 from .similarity import block1_activations  # noqa: F401  (Fig. 3's activations; kept importable here)
+from .vocabulary import INIT_LABELS, REGIME_LABELS, SCHEMES
 
 
 # ---- triage runs ----
@@ -521,9 +522,9 @@ def plot_compression(parent, block, ax=None):
 # so that no figure needs the weights. Every title ends with the Results tag
 # ("[profile: cpu; cifar10; seed 0]").
 
-_SCHEMES = ("FM-RW", "FM-MW", "FM-STN", "TM-RW", "TM-MW", "TM-STN")
-_INIT_LABEL = {"random": "RW", "mean": "MW", "stn": "STN"}
-_REGIME_LABEL = {"frozen": "FM", "thawed": "TM"}
+_SCHEMES = SCHEMES
+_INIT_LABEL = INIT_LABELS
+_REGIME_LABEL = REGIME_LABELS
 
 
 def scheme_palette():

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .vocabulary import SCHEMES  # the paper's Fig. 2 order; re-exported here
+
 __all__ = ["RESULTS_FORMAT", "GRID_SIZE", "SCHEMES", "FIG3_MODELS",
            "default_results_root", "default_profile", "stored_profiles", "export", "load", "Results",
            "run_smoke_grid", "grid_runs", "model_runs", "margins", "regime_gaps", "convergence_diffs",
@@ -52,7 +54,6 @@ def grid_size(profile: str) -> int:
     """Networks per data set and seed in ``profile``'s grid: 31, plus the control where it has one."""
     from .experiments import PROFILES
     return GRID_SIZE + (1 if profile in PROFILES and PROFILES[profile].control else 0)
-SCHEMES = ("FM-RW", "FM-MW", "FM-STN", "TM-RW", "TM-MW", "TM-STN")  # the paper's Fig. 2 order
 # The paper's Fig. 3 models: the base, and block 1 compressed (the paper compresses "Layer 1").
 FIG3_MODELS = (("Base", 0, None, None), ("FM-STN", 1, "stn", "frozen"),
                ("TM-STN", 1, "stn", "thawed"), ("TM-RW", 1, "random", "thawed"))
@@ -455,7 +456,7 @@ def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: 
         PosixPath('.../results/triage/cpu')
     """
     import pandas as pd
-    from . import __version__
+    from ._version import __version__
     from .experiments import PROFILES, _git_hash, atomic_write_json, default_runs_root
     from .grid import results_table
     from .plots import load_metrics
