@@ -2,6 +2,12 @@
 
 Reason to change: how a stored result is addressed, laid out on disk or checked for completeness.
 
+Two kinds of entries live in it. **Runs** (:class:`RunStore`): one trained network per folder
+``<runs>/<profile>/<dataset>/<name>-<config key>/`` (config.json, metrics.csv, summary.json
+written last, weights.pt, a checkpoint while training), exported on completion to
+``results/triage/<profile>/runs/`` (:func:`export_run`). **Analyses** (:class:`ResultStore`):
+what is computed from a run, described below. Both write every file atomically.
+
 An entry is a folder ``<root>/<where...>/<address>/`` holding whatever files its writer puts
 there and a marker, ``entry.json``::
 
@@ -30,16 +36,28 @@ there and a marker, ``entry.json``::
 """
 from __future__ import annotations
 
+import csv
+import dataclasses
 import hashlib
+import io
 import json
 import os
 import shutil
+import subprocess
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
+import torch
+
+from ._version import __version__
+from .config import _FORMAT2_DEFAULTS, ConfigError, RunConfig
+
 __all__ = ["KEY_LENGTH", "MARKER", "canonical", "address", "atomic_write_bytes", "atomic_write_json",
-           "Entry", "ResultStore"]
+           "Entry", "ResultStore", "RunStore", "default_runs_root", "default_results_root", "export_run",
+           "STORE_FORMAT", "EXPORTED", "METRIC_FIELDS"]
 
 KEY_LENGTH = 10       # hex digits of the address: 40 bits, ample for the few entries of a run folder
 MARKER = "entry.json"  # written last: an entry without it (or with a wrong one) does not exist
@@ -214,3 +232,184 @@ class ResultStore:
         found = [e for m in self.root.glob(pattern) if (e := self.read_entry(m.parent)) is not None
                  and all(e.spec.get(k) == v for k, v in match.items())]
         return sorted(found, key=lambda e: (e.path / MARKER).stat().st_mtime, reverse=True)
+
+
+# ----------------------------------------------------------------------------- runs
+
+def default_runs_root() -> Path:
+    """``$TRIAGE_RUNS`` if set; else ``<checkout>/runs`` when working inside a triage
+    checkout (so the book's notebooks, executed in ``book/``, share the CLI's store);
+    else ``./runs``."""
+    env = os.environ.get("TRIAGE_RUNS")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[1]
+    cwd = Path.cwd().resolve()
+    if (repo / "pyproject.toml").is_file() and (cwd == repo or repo in cwd.parents):
+        return repo / "runs"
+    return Path("runs")
+
+
+def _git_hash(here: Path | None = None) -> str:
+    try:
+        here = Path(here) if here is not None else Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=5)
+        if out.returncode != 0:
+            return "unknown"
+        # results/ holds exported outputs, not code: re-exporting over committed results must
+        # not mark the code that produced them as modified.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", ":(top,exclude)results"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def atomic_torch_save(path: Path, obj) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                 "lr", "seconds")
+STORE_FORMAT = 1  # bump when the layout of a run folder changes incompatibly
+# What a finished run exports into results/ (small, committed); weights only for bases,
+# which later children (on another machine) and the analyses start from.
+EXPORTED = ("config.json", "summary.json", "metrics.csv", "block1.npz")
+
+
+def default_results_root() -> Path:
+    """``$TRIAGE_RESULTS/triage`` if set, else ``<checkout>/results/triage``."""
+    env = os.environ.get("TRIAGE_RESULTS")
+    return Path(env) / "triage" if env else Path(__file__).resolve().parents[1] / "results" / "triage"
+
+
+@dataclass
+class RunStore:
+    """Run folders under ``root``, addressed by config hash, and their exports under ``results``.
+
+    A finished run is exported (:func:`export_run`) to
+    ``results/<profile>/runs/<dataset>/<name>-<key>/``: small files that are committed, so a
+    fresh clone (where ``root`` is empty) counts the run as done, and a child can start
+    from an exported base's weights. ``results=None`` exports nothing; the default exports
+    the checkout's own store (``runs/``) into ``results/triage`` and any other store nowhere
+    unless ``$TRIAGE_RESULTS`` is set.
+    """
+    root: Path | None = None
+    results: Path | str | None = "auto"
+
+    def __post_init__(self):
+        explicit = self.root is not None or bool(os.environ.get("TRIAGE_RUNS"))
+        self.root = Path(self.root) if self.root is not None else default_runs_root()
+        if isinstance(self.results, str) and self.results == "auto":
+            # The checkout's own store exports into the checkout's results/; a store chosen
+            # elsewhere (--out, $TRIAGE_RUNS: tests, CI, scratch runs) exports only when asked
+            # (results=..., $TRIAGE_RESULTS), so it never mixes into the committed results.
+            self.results = default_results_root() if (not explicit or os.environ.get("TRIAGE_RESULTS")) else None
+        self.results = Path(self.results) if self.results is not None else None
+
+    def path(self, cfg: RunConfig) -> Path:
+        return self.root / cfg.profile / cfg.dataset / f"{cfg.name}-{cfg.key()}"
+
+    def export_path(self, cfg: RunConfig) -> Path | None:
+        if self.results is None:
+            return None
+        return self.results / cfg.profile / "runs" / cfg.dataset / f"{cfg.name}-{cfg.key()}"
+
+    def is_done(self, cfg: RunConfig) -> bool:
+        return self.find(cfg) is not None
+
+    def find(self, cfg: RunConfig) -> Path | None:
+        """The folder of the finished run: the run store's, else its export; None if neither."""
+        d = self.path(cfg)
+        if (d / "summary.json").exists() and (d / "weights.pt").exists():
+            return d
+        e = self.export_path(cfg)
+        if e is not None and (e / "summary.json").exists():
+            return e
+        return None
+
+
+def _check_folder(run_dir: Path, cfg: RunConfig) -> None:
+    """Refuse a folder that belongs to another config (never mix two runs' files)."""
+    cfile = run_dir / "config.json"
+    if cfile.exists():
+        try:
+            meta = json.loads(cfile.read_text())
+            other = meta["config"]
+            fmt = meta.get("store_format")
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"{cfile} is not a triage config; choose an empty folder") from e
+        if fmt != STORE_FORMAT:
+            raise ConfigError(f"{run_dir} was written by an incompatible triage store format "
+                              f"({fmt}, this version reads {STORE_FORMAT}); use another --out")
+        other = {**_FORMAT2_DEFAULTS, **other}   # a format-1 config has none of these fields
+        try:
+            same = RunConfig(**other).key() == cfg.key()   # fields that do not act are not compared
+        except (TypeError, ConfigError):
+            same = False
+        if not same:
+            diff = sorted(k for k in other if other.get(k) != dataclasses.asdict(cfg).get(k))
+            raise ConfigError(f"{run_dir} holds a run of another config (differs in: {', '.join(diff)}); "
+                              "choose another folder")
+
+
+def _prepare_folder(run_dir: Path, cfg: RunConfig, device: torch.device) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write the run folder {run_dir}: {e.strerror or e}") from e
+    _check_folder(run_dir, cfg)
+    if not (run_dir / "config.json").exists():
+        atomic_write_json(run_dir / "config.json", {
+            "config": dataclasses.asdict(cfg), "key": cfg.key(), "name": cfg.name,
+            "scheme": cfg.scheme, "seed": cfg.seed, "triage_version": __version__,
+            "git_hash": _git_hash(), "torch_version": torch.__version__, "device": str(device),
+            # CPU results differ in the last bits between thread counts; record it.
+            "threads": torch.get_num_threads(),
+            "store_format": STORE_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        })
+
+
+def _write_metrics(run_dir: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, restval="")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_bytes(run_dir / "metrics.csv", buf.getvalue().encode())
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    import numpy as np
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def export_run(run_dir: Path, dest: Path) -> Path:
+    """Copy a finished run's small files (and a base's or control's weights) to ``dest``.
+
+    This is what is committed (``results/<profile>/runs/...``): enough for the book, the
+    claims and a fresh clone to count the run as done; children's and controls' weights
+    stay in the run store (too large to commit; their analyses are computed when they finish).
+    """
+    import shutil
+    run_dir, dest = Path(run_dir), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    meta = json.loads((run_dir / "config.json").read_text())
+    is_base = meta["config"]["block"] == 0 and not meta["config"].get("control", False)
+    names = list(EXPORTED) + (["weights.pt"] if is_base else [])
+    for name in names:
+        if (run_dir / name).exists() and name != "summary.json":
+            tmp = dest / f".{name}.tmp"
+            shutil.copyfile(run_dir / name, tmp)
+            os.replace(tmp, dest / name)
+    shutil.copyfile(run_dir / "summary.json", dest / ".summary.json.tmp")
+    os.replace(dest / ".summary.json.tmp", dest / "summary.json")   # last: marks the export complete
+    return dest
