@@ -244,8 +244,8 @@ def run_streams(cfgs, root: Path, k: int, device: str, data_root) -> tuple[float
 
 
 def run_notebooks(cfgs, root: Path, device: str, data_root) -> float:
-    """The same networks through triage.grid.run_grid (papermill), as `triage grid` runs them."""
-    from triage.grid import run_grid
+    """The same networks through triage.executors.run_grid (papermill), as `triage grid` runs them."""
+    from triage.executors import run_grid
     t0 = time.perf_counter()
     report = run_grid(cfgs, RunStore(root), executor="local", data_root=data_root, device=device,
                       progress=False, log=_quiet)
@@ -308,7 +308,7 @@ def parse_args(argv=None):
     p.add_argument("--executor", default="process", choices=["process", "streams"],
                    help="how k > 1 trainings run at once (streams: CUDA streams, one process)")
     p.add_argument("--notebooks", action="store_true",
-                   help="also time the first slice through triage.grid.run_grid (papermill notebooks)")
+                   help="also time the first slice through triage.executors.run_grid (papermill notebooks)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch threads of the k=1 run (default: all)")
     p.add_argument("--data-root", default=None)
@@ -408,7 +408,7 @@ def main(argv=None) -> dict:
                 else:
                     wall = run_notebooks([parent] + kids, tmp / "notebooks", str(device), args.data_root)
                     row["notebooks_s"] = wall
-                    print(f"through triage.grid.run_grid (papermill, one kernel per network): {wall:.1f} s "
+                    print(f"through triage.executors.run_grid (papermill, one kernel per network): {wall:.1f} s "
                           f"-> {3600 * row['networks'] / wall:.0f} networks/hour "
                           f"({(wall - seq) / row['networks']:+.1f} s per network against the direct calls)")
             results.append(row)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from triage import claims, report
+from triage import claims, claims_chapter, claims_tables, report
 
 INITS = ("random", "mean", "stn")
 REGIMES = ("frozen", "thawed")
@@ -333,12 +333,12 @@ def test_fig3_cka_against_the_base_vs_base_reference():
     runs["cka_block1"] = np.where(runs["scheme"].str.endswith("STN"), 0.95, 0.6) + 0.01 * runs["seed"]
     bases = pd.DataFrame({"dataset": "cifar10", "seed_a": [0, 0, 1], "seed_b": [1, 2, 2],
                           "cka_block1": [0.70, 0.72, 0.74]})
-    f = claims.fig3_cka(runs, bases).set_index("scheme")
+    f = claims_tables.fig3_cka(runs, bases).set_index("scheme")
     assert f.loc["TM-STN", "n"] == 3 and f.loc["TM-STN", "cka"] == pytest.approx(0.96)
     assert f.loc["TM-STN", "bases_cka"] == pytest.approx(0.72)
     assert f.loc["TM-STN", "p"] == pytest.approx(
         stats.ttest_ind([0.95, 0.96, 0.97], [0.70, 0.72, 0.74], equal_var=False).pvalue)
-    assert claims.fig3_cka(runs.drop(columns="cka_block1")) is None
+    assert claims_tables.fig3_cka(runs.drop(columns="cka_block1")) is None
 
 
 def test_plot_claim_draws_every_claim():
@@ -348,9 +348,9 @@ def test_plot_claim_draws_every_claim():
     acc, ctrl = stn_table(-5.0, range(3))
     rep = claims.check_claims(make_runs(acc, range(3), control=ctrl.get))
     for c in claims.CLAIMS:
-        ax = claims.plot_claim(rep, c)
+        ax = claims_chapter.plot_claim(rep, c)
         assert len(ax.get_yticklabels()) >= 1
-    claims.plot_claim(rep, "C1", detail=True)
+    claims_chapter.plot_claim(rep, "C1", detail=True)
     plt.close("all")
 
 
@@ -379,8 +379,8 @@ def test_stored_cpu_results():
     assert set(rep.counts["claim"]) == set(claims.CLAIMS)
     for c in claims.CLAIMS:
         for ds in runs["dataset"].unique():
-            assert claims.explain(rep, c, ds)
-    assert claims.cka_bases(profile="cpu") is None and claims.fig3_cka(runs) is None
+            assert claims_chapter.explain(rep, c, ds)
+    assert claims_tables.cka_bases(profile="cpu") is None and claims_tables.fig3_cka(runs) is None
 
 
 def test_holm_matches_statsmodels():

@@ -359,7 +359,8 @@ def test_feature_cache_gives_the_same_numbers(tiny_base, tmp_path, init, regime)
 def test_fresh_clone_resumes_from_exported_results(tmp_path):
     """Export, delete the run store, rerun the grid: nothing retrains; a missing child trains from
     the exported base."""
-    from triage.grid import expand_grid, run_grid
+    from triage.executors import run_grid
+    from triage.grid import expand_grid
     results = tmp_path / "results"
     ov = {k: v for k, v in TINY.items()}
     cfgs = [c for c in expand_grid("mnist", "smoke", [0], blocks=[2], inits=["random"], regimes=["frozen", "thawed"],

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from triage import explorer, report
+from triage import explorer, explorer_views, report
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = REPO / "results" / "triage" / "cpu"
@@ -38,7 +38,7 @@ def _agg_and_no_run_store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def res():
-    return report.load("cpu", fallback=False)
+    return report.load("cpu")
 
 
 def _results(res, runs, metrics=None, path=None, activations=None):
@@ -69,53 +69,53 @@ def _format2(res, tmp_path):
 # ----------------------------------------------------------------------------- lookups
 
 def test_find_network_returns_the_row_or_says_what_is_missing(res):
-    row = explorer.find_network(res, "cifar10", 3, "stn", "thawed", 1)
+    row = explorer_views.find_network(res, "cifar10", 3, "stn", "thawed", 1)
     assert (row["name"], row["seed"], row["scheme"]) == ("b3-stn-thawed", 1, "TM-STN")
-    assert explorer.find_network(res, "mnist", 0)["name"] == "base"
-    assert explorer.network_label(row) == "cifar10 b3 TM-STN, seed 1"
+    assert explorer_views.find_network(res, "mnist", 0)["name"] == "base"
+    assert explorer_views.network_label(row) == "cifar10 b3 TM-STN, seed 1"
     with pytest.raises(LookupError, match="seed 7"):
-        explorer.find_network(res, "cifar10", 0, seed=7)
+        explorer_views.find_network(res, "cifar10", 0, seed=7)
     partial = _results(res, res.runs[(res.runs["dataset"] != "stanford_dogs") & (res.runs["name"] != "b5-mean-frozen")])
     with pytest.raises(LookupError, match="No stanford_dogs results"):
-        explorer.find_network(partial, "stanford_dogs", 1, "stn", "thawed")
+        explorer_views.find_network(partial, "stanford_dogs", 1, "stn", "thawed")
     with pytest.raises(LookupError, match="b5 FM-MW .* not in the cpu results"):
-        explorer.find_network(partial, "cifar10", 5, "mean", "frozen")
+        explorer_views.find_network(partial, "cifar10", 5, "mean", "frozen")
     with pytest.raises(LookupError, match="control"):
-        explorer.find_network(res, "cifar10", "control")
+        explorer_views.find_network(res, "cifar10", "control")
 
 
 def test_headline_is_the_format_2_column_when_present(res, tmp_path):
-    assert explorer.headline(res.runs) == "max_test_acc"
-    assert explorer.headline(_format2(res, tmp_path).runs) == "test_acc_at_best_val"
+    assert explorer_views.headline(res.runs) == "max_test_acc"
+    assert explorer_views.headline(_format2(res, tmp_path).runs) == "test_acc_at_best_val"
 
 
 def test_config_of_a_stored_row_has_its_key(res):
-    row = explorer.find_network(res, "cifar100", 2, "random", "frozen", 2)
-    assert explorer._config(row).key() == row["key"]
+    row = explorer_views.find_network(res, "cifar100", 2, "random", "frozen", 2)
+    assert explorer_views._config(row).key() == row["key"]
 
 
 def test_block1_maps_read_from_exports_or_say_why_not(res, tmp_path):
-    fig3 = explorer.find_network(res, "cifar10", 1, "stn", "frozen", 0)   # one of Fig. 3's four
-    maps, src = explorer.block1_maps(res, fig3)
+    fig3 = explorer_views.find_network(res, "cifar10", 1, "stn", "frozen", 0)   # one of Fig. 3's four
+    maps, src = explorer_views.block1_maps(res, fig3)
     assert maps.shape == (10, 32, 32) and maps.dtype == np.float32 and "Fig. 3" in src
-    other = explorer.find_network(res, "cifar10", 4, "mean", "thawed", 0)
-    maps, why = explorer.block1_maps(res, other)
+    other = explorer_views.find_network(res, "cifar10", 4, "mean", "thawed", 0)
+    maps, why = explorer_views.block1_maps(res, other)
     assert maps is None and "not stored" in why
     f2 = _format2(res, tmp_path)
-    maps, src = explorer.block1_maps(f2, explorer.find_network(f2, "cifar10", 3, "mean", "frozen", 0))
+    maps, src = explorer_views.block1_maps(f2, explorer_views.find_network(f2, "cifar10", 3, "mean", "frozen", 0))
     assert src == "exported block1.npz" and np.allclose(maps, 0.5)
 
 
 def test_stored_analysis_reads_the_stored_folders(res):
-    base = explorer.find_network(res, "cifar10", 0)
-    crit = explorer.stored_analysis("critical", res, base)
+    base = explorer_views.find_network(res, "cifar10", 0)
+    crit = explorer_views.stored_analysis("critical", res, base)
     assert list(crit["maps"].classes)[:2] == ["airplane", "automobile"]
     assert {"table", "sweep", "meta"} <= set(crit)
-    aut = explorer.stored_analysis("autopsy", res, base)
+    aut = explorer_views.stored_analysis("autopsy", res, base)
     assert {"stats_layer", "hist_kind", "pca", "sparsity"} <= set(aut)
-    assert explorer.stored_analysis("autopsy", res, explorer.find_network(res, "cifar10", 1, "stn", "thawed")) is None
+    assert explorer_views.stored_analysis("autopsy", res, explorer_views.find_network(res, "cifar10", 1, "stn", "thawed")) is None
     with pytest.raises(ValueError, match="kind"):
-        explorer.stored_analysis("noise", res, base)
+        explorer_views.stored_analysis("noise", res, base)
 
 
 # ----------------------------------------------------------------------------- figures
@@ -123,11 +123,11 @@ def test_stored_analysis_reads_the_stored_folders(res):
 def test_curves_show_validation_and_the_control_where_stored(res, tmp_path):
     import matplotlib.pyplot as plt
     f2 = _format2(res, tmp_path)
-    fig = explorer.curves_figure(f2, explorer.find_network(f2, "cifar10", 2, "stn", "thawed", 0))
+    fig = explorer_views.curves_figure(f2, explorer_views.find_network(f2, "cifar10", 2, "stn", "thawed", 0))
     labels = [l.get_label() for l in fig.axes[0].lines]
     assert {"train", "val", "test", "control (test)"} <= set(labels)
     assert any(l.startswith("base (test acc at best val") for l in labels)
-    fig1 = explorer.curves_figure(res, explorer.find_network(res, "cifar10", 2, "stn", "thawed", 0))
+    fig1 = explorer_views.curves_figure(res, explorer_views.find_network(res, "cifar10", 2, "stn", "thawed", 0))
     labels1 = [l.get_label() for l in fig1.axes[0].lines]
     assert "val" not in labels1 and "test, other seeds" in labels1   # format 1: no validation split
     plt.close("all")
@@ -136,24 +136,24 @@ def test_curves_show_validation_and_the_control_where_stored(res, tmp_path):
 def test_fig2_circles_the_network_and_reuses_its_figure(res, tmp_path):
     import matplotlib.pyplot as plt
     f2 = _format2(res, tmp_path)
-    row = explorer.find_network(f2, "cifar10", 2, "stn", "thawed", 0)
-    fig = explorer.fig2_figure(f2, row)
+    row = explorer_views.find_network(f2, "cifar10", 2, "stn", "thawed", 0)
+    fig = explorer_views.fig2_figure(f2, row)
     ax = fig.axes[0]
     marks = [l for l in ax.lines if l.get_gid() == "triage-mark"]
     assert len(marks) == 1 and marks[0].get_ydata()[0] == pytest.approx(row["test_acc_at_best_val"])
     # TM-STN is the last of six schemes at block 2: x = 1 - 0.4 + 0.8 * 5.5 / 6
     assert marks[0].get_xdata()[0] == pytest.approx(1 - 0.4 + 0.8 * 5.5 / 6)
     assert "control" in [l.get_label() for l in ax.lines]
-    again = explorer.fig2_figure(f2, explorer.find_network(f2, "cifar10", 0), fig)
+    again = explorer_views.fig2_figure(f2, explorer_views.find_network(f2, "cifar10", 0), fig)
     assert again is fig and len([l for l in ax.lines if l.get_gid() == "triage-mark"]) == 1
     plt.close("all")
 
 
 def test_activations_beside_the_base(res):
     import matplotlib.pyplot as plt
-    fig, note = explorer.activations_figure(res, explorer.find_network(res, "cifar10", 1, "random", "thawed", 0))
+    fig, note = explorer_views.activations_figure(res, explorer_views.find_network(res, "cifar10", 1, "random", "thawed", 0))
     assert len(fig.axes) == 2 * 11 and "base: exported" in note
-    fig, why = explorer.activations_figure(res, explorer.find_network(res, "mnist", 2, "mean", "thawed", 1))
+    fig, why = explorer_views.activations_figure(res, explorer_views.find_network(res, "mnist", 2, "mean", "thawed", 1))
     assert fig is None and "not stored" in why
     plt.close("all")
 
@@ -227,12 +227,12 @@ def test_missing_analysis_is_computed_from_weights_on_request(app, tmp_path, mon
     import json
     from triage import studies
     from triage.store import ResultStore
-    row = explorer.find_network(app.results, "cifar10", 4, "stn", "thawed", 0)
+    row = explorer_views.find_network(app.results, "cifar10", 4, "stn", "thawed", 0)
     run_dir = tmp_path / "runs" / "cpu" / "cifar10" / f"{row['name']}-{row['key']}"
     run_dir.mkdir(parents=True)   # a finished run as the store sees it (the fake analysis never loads it)
     (run_dir / "weights.pt").write_bytes(b"")
     (run_dir / "summary.json").write_text("{}")
-    (run_dir / "config.json").write_text(json.dumps({"config": dataclasses.asdict(explorer._config(row))}))
+    (run_dir / "config.json").write_text(json.dumps({"config": dataclasses.asdict(explorer_views._config(row))}))
     stored = ResultStore(REPO / "results" / "autopsy").entries(("cpu", "cifar10", "base-1da443184428"))[0].path
     calls = []
 

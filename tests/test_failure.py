@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import triage
-from triage import failure
+from triage import failure, failure_report
 from triage.__main__ import main as cli
 from triage.experiments import ConfigError, RunConfig, RunStore, load_model, make_config
 from triage.models import block_convs, vgg16_bn
@@ -161,22 +161,22 @@ def _results(losses, control=(80.0, 81.0, 79.0)):
     rows = [{"seed": i, "step": k, "blocks": str(k), "params": 100 - 10 * k, "flops": 1000 - 100 * k,
              "test_acc_at_best_val": (control[i] - loss) / 100}
             for k, ls in enumerate(losses, start=1) for i, loss in enumerate(ls)]
-    return failure.FailureResults("campaign", "cifar10", pd.DataFrame(rows), ctl)
+    return failure_report.FailureResults("campaign", "cifar10", pd.DataFrame(rows), ctl)
 
 
 def test_failure_step_by_hand():
     # t(0.975, 2 df) = 4.302653; step 1: mean 0, sd 0.1 -> half-width 4.3027 * 0.1 / sqrt(3) = 0.2484
     # step 2: mean 1, straddles 1; step 3: mean 6, sd 1 -> [3.516, 8.484] > 1: the first failure
     res = _results([(0.1, -0.1, 0.0), (0.5, 1.5, 1.0), (5.0, 6.0, 7.0), (10.0, 11.0, 12.0)])
-    table, summ = failure.verdict(res, margin=1.0)
+    table, summ = failure_report.verdict(res, margin=1.0)
     assert list(table["verdict"]) == ["within margin", "not testable at this n", "fails", "fails"]
     assert table.loc[0, "ci_high"] == pytest.approx(0.2484, abs=1e-4)
     assert (table.loc[2, "loss"], table.loc[2, "ci_low"], table.loc[2, "ci_high"]) == pytest.approx(
         (6.0, 3.5159, 8.4841), abs=1e-4)
     assert summ["failure_step"] == 3 and summ["n_seeds"] == 3 and "step 3 is the first to fail" in summ["text"]
     # a wider margin moves it
-    assert failure.verdict(res, margin=4.0)[1]["failure_step"] == 4
-    fig = failure.plot(res)
+    assert failure_report.verdict(res, margin=4.0)[1]["failure_step"] == 4
+    fig = failure_report.plot(res)
     assert len(fig.axes) == 2
     import matplotlib.pyplot as plt
     plt.close(fig)
@@ -184,19 +184,19 @@ def test_failure_step_by_hand():
 
 def test_failure_step_not_testable_with_one_seed_and_nothing_run():
     res = _results([(5.0,), (9.0,)], control=(80.0,))
-    table, summ = failure.verdict(res)
+    table, summ = failure_report.verdict(res)
     assert set(table["verdict"]) == {"not testable: fewer than 2 seeds"} and summ["failure_step"] is None
     assert summ["text"].startswith("not testable")
-    empty = failure.FailureResults("campaign", "cifar10", res.steps.iloc[:0], res.control.iloc[:0])
-    assert empty.empty and failure.verdict(empty)[1]["text"].startswith("not run yet")
+    empty = failure_report.FailureResults("campaign", "cifar10", res.steps.iloc[:0], res.control.iloc[:0])
+    assert empty.empty and failure_report.verdict(empty)[1]["text"].startswith("not run yet")
     for bad in (0, -1.0, "1"):
         with pytest.raises(ValueError, match="margin"):
-            failure.verdict(res, margin=bad)
+            failure_report.verdict(res, margin=bad)
 
 
 def test_load_without_stored_paths_is_empty(tmp_path):
-    res = failure.load("campaign", "cifar10", root=tmp_path / "results", runs_root=tmp_path / "runs")
-    assert res.empty and res.seeds == [] and failure.verdict(res)[1]["text"].startswith("not run yet")
+    res = failure_report.load("campaign", "cifar10", root=tmp_path / "results", runs_root=tmp_path / "runs")
+    assert res.empty and res.seeds == [] and failure_report.verdict(res)[1]["text"].startswith("not run yet")
 
 
 # ----------------------------------------------------------------------------- command line
@@ -268,7 +268,7 @@ def test_smoke_path_resumes_and_is_stored_like_every_run(smoke_path):
 
 def test_smoke_path_table_verdict_and_cli(smoke_path, capsys):
     store, _, rec, _, _ = smoke_path
-    res = failure.load("smoke", "mnist", root=store.results, runs_root=store.root, **TINY)
+    res = failure_report.load("smoke", "mnist", root=store.results, runs_root=store.root, **TINY)
     t = res.steps
     assert list(t["step"]) == [1, 2] and set(t["status"]) == {"done"} and res.seeds == [0]
     assert list(t["blocks"]) == ["+".join(map(str, s["blocks"])) for s in rec["steps"]]
@@ -276,10 +276,10 @@ def test_smoke_path_table_verdict_and_cli(smoke_path, capsys):
     assert ctl["params"] > t["params"].iloc[0] > t["params"].iloc[1]
     assert ctl["flops"] > t["flops"].iloc[0] > t["flops"].iloc[1]
     assert t["test_acc_at_best_val"].between(0, 1).all() and 0 < ctl["test_acc_at_best_val"] <= 1
-    table, summ = failure.verdict(res)
+    table, summ = failure_report.verdict(res)
     assert summ["failure_step"] is None and summ["text"].startswith("not testable")
     import matplotlib.pyplot as plt
-    plt.close(failure.plot(res))
+    plt.close(failure_report.plot(res))
     # the command line finds everything done and prints the table and the verdict
     sets = [f"{k}={v}" for k, v in TINY.items()]
     assert cli(["failure", "--dataset", "mnist", "--profile", "smoke", "--steps", "2", "--out", str(store.root),

@@ -1,4 +1,4 @@
-"""Tests of triage/grid.py: the grid of executed notebooks, the run store's resume, executors, errors.
+"""Tests of triage/grid.py, executors.py and template.py: the grid of executed notebooks, the run store's resume, executors, errors.
 
 The papermill tests (marker ``notebook``, part of the default run) share one
 31-network MNIST smoke grid (module fixture, a few minutes on 2 CPU cores);
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import triage
-from triage import grid
+from triage import executors, grid, template
 from triage.__main__ import main as cli
 from triage.experiments import PROFILES, ConfigError, RunConfig, RunStore, make_config
 from triage.models import vgg16_bn
@@ -52,7 +52,7 @@ def _snapshot(paths):
     out = {}
     for d in paths:
         for f in Path(d).iterdir():
-            if f.is_file() and f.name != grid.LOCK_FILE:
+            if f.is_file() and f.name != executors.LOCK_FILE:
                 out[str(f)] = (f.stat().st_mtime_ns, hashlib.sha256(f.read_bytes()).hexdigest())
     return out
 
@@ -84,8 +84,8 @@ def test_expand_grid_is_the_papers_31_networks_per_data_set_base_first():
 def test_a_child_without_its_base_gets_the_base_added_first():
     cfgs = grid.expand_grid("mnist", "smoke", blocks=[3], inits=["stn"])
     kids = cfgs[1:]
-    assert grid._with_bases(kids[::-1]) == [cfgs[0]] + kids[::-1]
-    assert grid._with_bases(cfgs + kids) == cfgs  # duplicates dropped
+    assert executors._with_bases(kids[::-1]) == [cfgs[0]] + kids[::-1]
+    assert executors._with_bases(cfgs + kids) == cfgs  # duplicates dropped
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -104,7 +104,7 @@ def test_expand_grid_rejects_bad_input_with_one_line(kwargs, message):
 @pytest.mark.parametrize("overrides", [{}, {"epochs": 3}, {"width": 0.25, "stn_epochs": 2}])
 def test_notebook_parameters_rebuild_exactly_the_config(tmp_path, overrides):
     for cfg in grid.expand_grid("cifar10", "smoke", blocks=[1, 4], inits=["stn"], **overrides):
-        p = grid.notebook_parameters(cfg, tmp_path)
+        p = template.notebook_parameters(cfg, tmp_path)
         # what the template's setup cell does with them
         again = make_config(p["dataset"], p["block"], p["init"], p["regime"], p["profile"], p["seed"],
                             epochs=p["epochs"], stn_epochs=p["stn_epochs"], **p["overrides"])
@@ -171,30 +171,30 @@ def test_block1_activations_remove_the_hook_when_the_forward_fails():
 def test_run_lock_is_exclusive_and_released_when_its_holder_is_killed(tmp_path):
     cfg = make_config("mnist")
     run_dir = RunStore(tmp_path).path(cfg)
-    lock = grid.RunLock(run_dir)
+    lock = executors.RunLock(run_dir)
     assert lock.acquire(blocking=False)
     try:
-        holder = grid.RunLock.holder(run_dir)
+        holder = executors.RunLock.holder(run_dir)
         assert holder["pid"] == os.getpid()
-        assert not grid.RunLock(run_dir).acquire(blocking=False)   # a second taker is refused
+        assert not executors.RunLock(run_dir).acquire(blocking=False)   # a second taker is refused
     finally:
         lock.release()
-    assert grid.RunLock.holder(run_dir) is None
+    assert executors.RunLock.holder(run_dir) is None
     # a holder killed with SIGKILL leaves no stale lock (the OS drops the flock)
-    code = ("import sys, time; from triage.grid import RunLock; lock = RunLock(sys.argv[1]); lock.acquire(); "
+    code = ("import sys, time; from triage.executors import RunLock; lock = RunLock(sys.argv[1]); lock.acquire(); "
             "print('locked', flush=True); time.sleep(60)")
     p = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "locked"
-        assert grid.RunLock.holder(run_dir)["pid"] == p.pid
+        assert executors.RunLock.holder(run_dir)["pid"] == p.pid
         state, detail = grid.network_state(RunStore(tmp_path), cfg)
         assert state == "running" and f"pid {p.pid}" in detail
     finally:
         p.kill()
         p.wait()
-    assert grid.RunLock.holder(run_dir) is None
+    assert executors.RunLock.holder(run_dir) is None
     assert grid.network_state(RunStore(tmp_path), cfg)[0] == "missing"
-    assert grid.RunLock(run_dir).acquire(blocking=False)
+    assert executors.RunLock(run_dir).acquire(blocking=False)
 
 
 def test_interrupted_training_resumes_from_its_last_epoch(tmp_path, triage_cache, monkeypatch):
@@ -264,10 +264,10 @@ def test_slurm_executor_submits_children_only_after_their_base(monkeypatch, tmp_
                 "run_dir": "", "status": status, "seconds": 0.0, "error": "boom" if status == "failed" else None}
 
     monkeypatch.setitem(sys.modules, "submitit", types.SimpleNamespace(AutoExecutor=AutoExecutor))
-    monkeypatch.setattr(grid, "execute_network", fake_execute)
+    monkeypatch.setattr(executors, "execute_network", fake_execute)
     cfgs = grid.expand_grid("mnist", "smoke", seeds=[0, 1], blocks=[2], inits=["mean"])
-    report = grid.run_grid(cfgs, tmp_path, executor="slurm", slurm={"timeout_min": 5}, progress=False,
-                           log=lambda m: None)
+    report = executors.run_grid(cfgs, tmp_path, executor="slurm", slurm={"timeout_min": 5}, progress=False,
+                                log=lambda m: None)
     assert params["timeout_min"] == 5 and params["folder"].endswith(".submitit")
     for seed in (0, 1):  # every child is submitted after its own base ran
         base_ran = events.index(("run", seed, "base"))
@@ -321,7 +321,7 @@ def test_cli_slurm_without_submitit_is_a_clear_error(capsys, tmp_path, monkeypat
 
 
 def test_cli_template_without_parameters_cell(capsys, tmp_path):
-    nb = nbformat.read(grid.default_template(), as_version=4)
+    nb = nbformat.read(template.default_template(), as_version=4)
     for cell in nb.cells:
         cell.metadata.pop("tags", None)
     bad = tmp_path / "no_params.ipynb"
@@ -329,7 +329,7 @@ def test_cli_template_without_parameters_cell(capsys, tmp_path):
     out = tmp_path / "runs"
     err = _one_line_error(capsys, ["grid", "--dataset", "mnist", "--out", str(out), "--template", str(bad)])
     assert "has no cell tagged 'parameters'" in err and not out.exists()
-    nb = nbformat.read(grid.default_template(), as_version=4)
+    nb = nbformat.read(template.default_template(), as_version=4)
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     params.source = params.source.replace("stn_epochs = None", "")
     nbformat.write(nb, bad)
@@ -369,7 +369,7 @@ def full_grid(tmp_path_factory, triage_cache):
 def _seed_base(src_root, dst_root, cfg):
     """Copy the finished base of ``cfg`` from one store into another (saves training it again)."""
     src, dst = RunStore(src_root).path(cfg), RunStore(dst_root).path(cfg)
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(grid.LOCK_FILE))
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(executors.LOCK_FILE))
     return dst
 
 
@@ -396,17 +396,17 @@ def test_smoke_grid_runs_31_networks_end_to_end(full_grid):
         assert 0 <= row.max_test_acc <= 1
         if cfg.block:
             assert (d / "config.json").stat().st_mtime_ns >= base_done  # base before children
-        nb = nbformat.read(d / grid.NOTEBOOK, as_version=4)
+        nb = nbformat.read(d / template.NOTEBOOK, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert all(c.execution_count is not None for c in code)
         assert not [o for c in code for o in c.outputs if o.output_type == "error"]
         pngs = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
         assert pngs == 2  # learning curves + block-1 activations
-        scraps = grid.notebook_scraps(d / grid.NOTEBOOK)
+        scraps = template.notebook_scraps(d / template.NOTEBOOK)
         assert scraps["key"] == cfg.key() and scraps["scheme"] == cfg.scheme
         assert scraps["max_test_acc"] == pytest.approx(row.max_test_acc)
         assert scraps["epochs_to_99pct"] == row.epochs_to_99pct
-        assert not (d / grid.ERROR_FILE).exists() and not (d / grid.PARTIAL_NOTEBOOK).exists()
+        assert not (d / executors.ERROR_FILE).exists() and not (d / template.PARTIAL_NOTEBOOK).exists()
 
 
 @pytest.mark.notebook
@@ -457,8 +457,8 @@ def test_sigkill_mid_grid_then_rerun_keeps_finished_runs(full_grid, tmp_path):
         deadline = time.time() + 600
         # wait for 3 finished networks and a 4th executing, then kill -9
         while time.time() < deadline and p.poll() is None:
-            done = [c for c in slice_cfgs if grid.is_complete(store, c)]
-            busy = [c for c in slice_cfgs if (store.path(c) / grid.PARTIAL_NOTEBOOK).exists()]
+            done = [c for c in slice_cfgs if executors.is_complete(store, c)]
+            busy = [c for c in slice_cfgs if (store.path(c) / template.PARTIAL_NOTEBOOK).exists()]
             if len(done) >= 3 and busy:
                 break
             time.sleep(0.2)
@@ -468,7 +468,7 @@ def test_sigkill_mid_grid_then_rerun_keeps_finished_runs(full_grid, tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
-    finished = [c for c in slice_cfgs if grid.is_complete(store, c)]
+    finished = [c for c in slice_cfgs if executors.is_complete(store, c)]
     assert 3 <= len(finished) < len(slice_cfgs)
     before = _snapshot(store.path(c) for c in finished)
     time.sleep(2)  # the orphaned kernel notices its parent died within 1 s and exits
@@ -491,7 +491,7 @@ def test_failed_network_is_recorded_and_the_grid_goes_on(full_grid, tmp_path, ca
     root = tmp_path / "runs"
     cfgs = grid.expand_grid("mnist", "smoke", blocks=[1], inits=["random"], **SMALL)  # base + FM + TM
     _seed_base(full_grid["root"], root, cfgs[0])
-    nb = nbformat.read(grid.default_template(), as_version=4)
+    nb = nbformat.read(template.default_template(), as_version=4)
     setup = next(i for i, c in enumerate(nb.cells) if "make_config" in c.source)
     nb.cells.insert(setup + 1, nbformat.v4.new_code_cell(
         'if regime == "frozen":\n    raise RuntimeError("injected failure")'))
@@ -505,13 +505,13 @@ def test_failed_network_is_recorded_and_the_grid_goes_on(full_grid, tmp_path, ca
     store = RunStore(root)
     failed, ok = cfgs[1], cfgs[2]
     assert failed.regime == "frozen" and ok.regime == "thawed"
-    record = json.loads((store.path(failed) / grid.ERROR_FILE).read_text())
+    record = json.loads((store.path(failed) / executors.ERROR_FILE).read_text())
     assert record["message"].startswith("RuntimeError: injected failure")
     assert any("injected failure" in line for line in record["traceback_tail"])
-    kept = nbformat.read(store.path(failed) / grid.NOTEBOOK, as_version=4)
+    kept = nbformat.read(store.path(failed) / template.NOTEBOOK, as_version=4)
     assert [o.ename for c in kept.cells if c.cell_type == "code" for o in c.outputs
             if o.output_type == "error"] == ["RuntimeError"]
-    assert grid.is_complete(store, ok)                       # the grid went on
+    assert executors.is_complete(store, ok)                       # the grid went on
     states = grid.grid_status(cfgs, root).set_index("name").state.to_dict()
     assert states == {"base": "done", "b1-random-frozen": "failed", "b1-random-thawed": "done"}
     assert cli(["status", "--profile", "smoke", "--dataset", "mnist", "--blocks", "1", "--inits", "random",
@@ -520,18 +520,18 @@ def test_failed_network_is_recorded_and_the_grid_goes_on(full_grid, tmp_path, ca
     # a rerun with the good template retries only the failed network
     assert cli(argv) == 0
     assert "1 trained, 2 reused" in capsys.readouterr().err
-    assert not (store.path(failed) / grid.ERROR_FILE).exists() and grid.is_complete(store, failed)
+    assert not (store.path(failed) / executors.ERROR_FILE).exists() and executors.is_complete(store, failed)
 
 
 @pytest.mark.notebook
 def test_failed_base_skips_its_children(tmp_path):
-    nb = nbformat.read(grid.default_template(), as_version=4)
+    nb = nbformat.read(template.default_template(), as_version=4)
     setup = next(i for i, c in enumerate(nb.cells) if "make_config" in c.source)
     nb.cells.insert(setup + 1, nbformat.v4.new_code_cell('if block == 0:\n    raise ValueError("no base")'))
     bad = tmp_path / "failing.ipynb"
     nbformat.write(nb, bad)
     cfgs = grid.expand_grid("mnist", "smoke", blocks=[2], inits=["mean"], regimes=["thawed"], **SMALL)
-    report = grid.run_grid(cfgs, tmp_path / "runs", template=bad, progress=False, log=lambda m: None)
+    report = executors.run_grid(cfgs, tmp_path / "runs", template=bad, progress=False, log=lambda m: None)
     assert [r["status"] for r in report.results] == ["failed", "skipped"]
     assert not report.ok and "base (mnist/base, seed 0) failed" in report.results[1]["error"]
     assert not RunStore(tmp_path / "runs").path(cfgs[1]).exists()  # the child was never started
@@ -546,9 +546,9 @@ def test_template_by_hand_with_papermill_and_bad_parameters(tmp_path, capsys):
     cli_message = capsys.readouterr().err.strip().removeprefix("triage: error: ")
     out = tmp_path / "out.ipynb"
     with pytest.raises(pm.PapermillExecutionError) as e:
-        pm.execute_notebook(str(grid.default_template()), str(out), progress_bar=False,
+        pm.execute_notebook(str(template.default_template()), str(out), progress_bar=False,
                             parameters={"dataset": "imagenet", "runs_root": str(tmp_path / "runs")},
-                            kernel_manager_class=grid._kernel_manager_class())
+                            kernel_manager_class=template._kernel_manager_class())
     assert e.value.ename == "ConfigError" and e.value.evalue == cli_message
     nb = nbformat.read(out, as_version=4)
     failing = next(c for c in nb.cells if any(o.output_type == "error" for o in c.get("outputs", [])))
@@ -580,8 +580,8 @@ def test_local_jobs_run_networks_side_by_side_with_fewer_threads_each(full_grid,
 @pytest.mark.parametrize("kw", [{"jobs": 0}, {"jobs": 2, "executor": "dask"}, {"jobs": 2, "threads": -1}])
 def test_run_grid_rejects_bad_jobs(tmp_path, kw):
     with pytest.raises(ConfigError):
-        grid.run_grid(grid.expand_grid("mnist", "smoke", blocks=(1,), inits=("random",),
-                                       regimes=("thawed",)), tmp_path, **kw)
+        executors.run_grid(grid.expand_grid("mnist", "smoke", blocks=(1,), inits=("random",),
+                                            regimes=("thawed",)), tmp_path, **kw)
 
 
 @pytest.mark.notebook

@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from triage.experiments import PROFILES, RunStore
-from triage.grid import expand_grid, run_grid
+from triage.executors import run_grid
+from triage.grid import expand_grid
 
 PINNED = Path(__file__).resolve().parent / "pinned"
 DATASETS = ("mnist", "cifar10", "cifar100", "stanford_dogs")

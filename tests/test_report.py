@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from triage import report
+from triage import report, tables
 from triage.claims import VERDICTS, check_claims
 from triage.data import DataError
 from triage.experiments import (STORE_FORMAT, RunStore, build_model, make_config)
@@ -58,26 +58,26 @@ SEED3 = (0, 1, 2)
 def test_tidy_tables_by_hand():
     t = make_runs(lambda s, b, i, r: 0.5 + 0.01 * b + (0.1 if r == "thawed" else 0.0),
                   e99=lambda s, b, i, r: {"random": 5, "mean": 3, "stn": 1}[i], base=0.7)
-    g = report.regime_gaps(t)
+    g = tables.regime_gaps(t)
     assert len(g) == 15 and np.allclose(g["gap"], 0.1)
-    m = report.margins(t)
+    m = tables.margins(t)
     row = m[(m["block"] == 2) & (m["regime"] == "thawed") & (m["init"] == "mean")].iloc[0]
     assert row["delta"] == pytest.approx(0.5 + 0.02 + 0.1 - 0.7)
-    c = report.convergence_diffs(t)
+    c = tables.convergence_diffs(t)
     assert len(c) == 10 and np.allclose(c["diff"], 1 - (5 + 3) / 2)
 
 
 def test_setting_differences_against_the_paper():
-    d = report.setting_differences(make_runs(lambda s, b, i, r: 0.6)).set_index("setting")
+    d = tables.setting_differences(make_runs(lambda s, b, i, r: 0.6)).set_index("setting")
     assert d.loc["input resolution (px)", "ours"] == "32" and d.loc["input resolution (px)", "paper"] == "224"
     assert d.loc["training images", "paper"] == "50000"
     assert d.loc["epochs after compression", ["ours", "paper"]].tolist() == ["6", "25"]
     assert "images" not in d.index
     dogs = make_runs(lambda s, b, i, r: 0.1, dataset="stanford_dogs")
-    assert report.setting_differences(dogs).set_index("setting").loc["images", "paper"] == "full photographs"
+    assert tables.setting_differences(dogs).set_index("setting").loc["images", "paper"] == "full photographs"
     assert report.Results("cpu", dogs, pd.DataFrame()).tag == (
         "[profile: cpu; stanford_dogs (64x64 box crops); seed 0]")
-    assert report.setting_caveat(dogs).startswith(
+    assert tables.setting_caveat(dogs).startswith(
         "ours vs paper: 64x64 crops of the dog boxes vs full photographs; width 0.25 vs 1; 64 vs 224 px")
 
 
@@ -86,7 +86,7 @@ def test_activation_similarity_by_hand():
     base = rng.random((2, 4, 4))
     acts = {"labels": np.array(["Base", "Same", "Flipped"]),
             "activations": np.stack([base, 2 * base + 1, -base])}
-    sim = report.activation_similarity(acts).set_index(["model", "filter"])["r"]
+    sim = tables.activation_similarity(acts).set_index(["model", "filter"])["r"]
     assert sim["Same"].tolist() == pytest.approx([1.0, 1.0])
     assert sim["Flipped"].tolist() == pytest.approx([-1.0, -1.0])
 
@@ -227,21 +227,32 @@ def test_load_without_results(tmp_path):
     assert report.default_profile(tmp_path) == "smoke"
 
 
-def test_load_smoke_falls_back_to_training_the_smoke_grid(tmp_path, monkeypatch):
+def test_load_only_reads_it_never_trains(tmp_path, monkeypatch):
+    from triage import grid
     calls = []
+    monkeypatch.setattr(grid, "run_smoke_grid", lambda *a, **kw: calls.append(a))
+    monkeypatch.setattr(report, "run_smoke_grid", lambda *a, **kw: calls.append(a))
+    with pytest.raises(ValueError, match=r"no exported smoke results.*run_smoke_grid"):
+        report.load("smoke", tmp_path / "results", runs_root=tmp_path / "runs", fallback=True)
+    assert calls == [] and not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
 
-    def fake_grid(dataset, store, **kw):   # stands in for 31 trainings: three finished runs
-        calls.append(dataset)
-        for block, init, regime in FIG3[:3]:
-            cfg = make_config(dataset, block, init, regime, "smoke")
-            _fake_run(RunStore(store), cfg, [0.5] * cfg.epochs, notebook=False)
 
-    monkeypatch.setattr(report, "run_smoke_grid", fake_grid)
-    res = report.load("smoke", tmp_path / "results", runs_root=tmp_path / "runs")
-    assert calls == ["mnist"] and len(res.runs) == 3 and res.datasets == ["mnist"]
-    assert (tmp_path / "results" / "smoke" / "runs.csv").is_file()
-    report.load("smoke", tmp_path / "results", runs_root=tmp_path / "runs")
-    assert calls == ["mnist"]                              # stored now: no second training
+def test_smoke_grid_then_export_then_load(tmp_path, monkeypatch):
+    # the explicit fresh-clone path: train (here: three fake finished runs), export, read
+    from triage import grid
+
+    def fake_run(cfg, store, **kw):   # stands in for 31 trainings
+        if (cfg.block, cfg.init, cfg.regime) in FIG3[:3]:
+            _fake_run(store, cfg, [0.5] * cfg.epochs, notebook=False)
+        return store.path(cfg)
+
+    monkeypatch.setattr("triage.experiments.run", fake_run)
+    out = grid.run_smoke_grid("mnist", tmp_path / "runs", progress=False)
+    assert len(out) == 31
+    report.export("smoke", tmp_path / "runs", tmp_path / "results", datasets=["mnist"], fig3=False,
+                  log=lambda m: None)
+    res = report.load("smoke", tmp_path / "results")
+    assert len(res.runs) == 3 and res.datasets == ["mnist"]
 
 
 def test_export_command(fake_store, tmp_path, capsys):
@@ -292,8 +303,9 @@ def test_results_plots_draw_the_tables():
 @pytest.mark.slow
 def test_smoke_grid_slice_end_to_end(tmp_path):
     """The fresh-clone path on a 3-network slice: real training, export, claims."""
-    report.run_smoke_grid("mnist", tmp_path / "runs", blocks=[1], inits=["stn"], regimes=["frozen", "thawed"],
-                          progress=False)
+    from triage import grid
+    grid.run_smoke_grid("mnist", tmp_path / "runs", blocks=[1], inits=["stn"], regimes=["frozen", "thawed"],
+                        progress=False)
     folder = report.export("smoke", tmp_path / "runs", tmp_path / "res", fig3=False, log=lambda m: None)
     res = report.load("smoke", tmp_path / "res")
     assert len(res.runs) == 3 and (res.runs["max_test_acc"] > 0.3).all()   # MNIST after 6 epochs
@@ -329,7 +341,7 @@ def test_export_reads_runs_exported_on_another_machine(tmp_path):
 
 
 def test_stored_child_lr_pilot():
-    table, decision = report.child_lr_pilot()
+    table, decision = tables.child_lr_pilot()
     if table is None:
         pytest.skip("no campaign pilot stored")
     assert decision["choice"] in ("initial", "continue") and len(table) == 5
@@ -347,12 +359,12 @@ def test_convergence_audit_by_hand():
         ("cifar10", 0, "control", 0, "plateau", 30, 30, 0.8100),  # the control is no audit
         ("cifar100", 0, "base", 0, "plateau", 60, 40, 0.39),      # no audit run: left out
     ], columns=["dataset", "seed", "name", "block", "stopping", "epochs", "epochs_trained", "test_acc_at_best_val"])
-    a = report.convergence_audit(t).set_index("dataset")
+    a = tables.convergence_audit(t).set_index("dataset")
     assert list(a.index) == ["cifar10", "mnist"]
     assert a.loc["mnist", "gain"] == pytest.approx(0.0011) and a.loc["mnist", "converged"]
     assert a.loc["cifar10", "gain"] == pytest.approx(0.01) and not a.loc["cifar10", "converged"]
     assert (a.loc["cifar10", "base_epochs"], a.loc["cifar10", "audit_epochs"]) == (30, 60)
-    assert report.convergence_audit(pd.DataFrame()).empty
+    assert tables.convergence_audit(pd.DataFrame()).empty
 
 
 def test_convergence_audit_within_the_audit_run(tmp_path):
@@ -369,7 +381,7 @@ def test_convergence_audit_within_the_audit_run(tmp_path):
         ("cifar10", 0, "base", 0, "fixed", 6, 6, 0.72, "cpu", str(audit)),
     ], columns=["dataset", "seed", "name", "block", "stopping", "epochs", "epochs_trained", "test_acc_at_best_val",
                 "device", "run_dir"])
-    a = report.convergence_audit(t).iloc[0]
+    a = tables.convergence_audit(t).iloc[0]
     assert a["gain"] == pytest.approx(-0.01) and a["gain_within"] == pytest.approx(0.02)
     assert not a["converged"] and a["devices"] == "cuda / cpu"
 
@@ -406,10 +418,10 @@ def test_grid_cost_by_hand():
              ("cuda", 1, "random", "thawed", "initial", "b1", None, 120)]
     t = pd.DataFrame([dict(device=d, block=b, init=i, regime=r, child_lr=c, name=n, extra_blocks=e,
                            train_seconds=s, profile="campaign") for d, b, i, r, c, n, e, s in rows])
-    cost = report.grid_cost(t)
+    cost = tables.grid_cost(t)
     cpu = cost.loc["cpu"]
     assert (cpu["n_fm"], cpu["fm_s"], cpu["n_tm"], cpu["tm_s"], cpu["control_s"]) == (3, 200, 2, 950, 1800)
     assert cpu["grid_hours"] == pytest.approx((15 * 200 + 15 * 950 + 1800) / 3600)
     # no FM and no control on cuda: FM unknown (NaN hours), the control counted as a TM child
     assert cost.loc["cuda", "tm_s"] == 120 and cost.loc["cuda", "grid_hours"] != cost.loc["cuda", "grid_hours"]
-    assert report.grid_cost(pd.DataFrame()).empty
+    assert tables.grid_cost(pd.DataFrame()).empty

@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from triage.report import PILOT_CHILDREN as PILOT  # noqa: E402  (one child per block, RW/MW/STN, FM and TM)
+from triage.tables import PILOT_CHILDREN as PILOT  # noqa: E402  (one child per block, RW/MW/STN, FM and TM)
 MARGIN = 0.003   # "initial" must win by more than 0.3 points of mean best validation accuracy
 
 
@@ -73,7 +73,8 @@ def main() -> int:
     a = p.parse_args()
     t0 = time.time()
     from triage.experiments import PROFILES, RunStore, make_config
-    from triage.grid import _key_values, expand_grid, run_grid
+    from triage.executors import run_grid
+    from triage.grid import _key_values, expand_grid
 
     overrides = _key_values(a.set, "--set")
     store = RunStore()

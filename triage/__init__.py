@@ -19,13 +19,16 @@ from .data import (DATASETS, DataError, DatasetSpec, spec, load_split, get_loade
                    DeviceLoader, stratified_subset, resolve_root, download, channel_stats)
 from .experiments import (PROFILES, TABLE1, TABLE2, Profile, HParams, RunConfig,  # noqa: E402
                           ConfigError, RunStore, make_config, run, load_model, build_model)
-from .grid import expand_grid, run_grid, results_table, grid_status, status_counts  # noqa: E402
-from .claims import (CLAIMS, VERDICTS, ClaimsReport, check_claims, collapsed_networks,  # noqa: E402
-                     cka_bases, fig3_cka, plot_claim)
+from .grid import expand_grid, results_table, grid_status, status_counts  # noqa: E402
+from .executors import run_grid  # noqa: E402
+from .claims import CLAIMS, VERDICTS, ClaimsReport, check_claims, collapsed_networks  # noqa: E402
+from .claims_tables import cka_bases, fig3_cka  # noqa: E402
+from .claims_chapter import plot_claim  # noqa: E402
 from .store import ResultStore  # noqa: E402
 from . import autopsy, findings, kmeans, robustness  # noqa: E402  (the autopsy paper)
 from . import (critical, critical_am, critical_distill, critical_eval,  # noqa: E402  (the critical-paths paper)
                critical_exclusive, critical_chapter)
 from . import studies  # noqa: E402  (both, on stored runs)
-from . import grid, plots, report  # noqa: E402
-from . import failure  # noqa: E402  (compress to failure: beyond the paper, issue 17)
+from . import grid, plots, plots_autopsy, plots_critical, report  # noqa: E402
+from . import executors, tables, template  # noqa: E402  (how the grid runs; tables of stored runs)
+from . import failure, failure_report  # noqa: E402  (compress to failure: beyond the paper, issue 17)

@@ -1,5 +1,9 @@
 """The interactive explorer: any stored network of the triage grid, in ipywidgets.
 
+Reason to change: the app itself (its widgets, layout, callbacks and the ``triage explore``
+command). What it shows of a network (lookup, stored data, figures) is
+:mod:`triage.explorer_views`, usable without widgets.
+
 Pick a data set, block, initialiser, regime and seed and see that network's learning
 curves (train, validation and test, where stored) against its base and the
 continued-base control, its place in the paper's Fig. 2, and its block-1 activations
@@ -29,400 +33,21 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import io
-import json
 import math
 import os
 import sys
 from pathlib import Path
 
-from .vocabulary import INIT_LABELS, LABELS, REGIME_LABELS
+from .explorer_views import (_analyses_root, _closing_figures, _config, _is_control, _png, _same,
+                             _stored_runs, _weights_dir, activations_figure, curves_figure, fig2_figure,
+                             find_network, headline, network_label, stored_analysis)
+from .vocabulary import INIT_LABELS, REGIME_LABELS
 
-__all__ = ["Explorer", "app", "explorer", "headline", "find_network", "network_label", "block1_maps",
-           "stored_analysis", "curves_figure", "fig2_figure", "activations_figure", "default_profile",
-           "in_voila", "is_live", "add_commands", "main"]
+__all__ = ["Explorer", "app", "explorer", "default_profile", "in_voila", "is_live", "add_commands", "main"]
 
-N_FILTERS = 10            # Fig. 3 shows the first ten block-1 filters
 TOP_K = 3                 # the critical-paths chapter's Fig. 2: top three filters per class
 _INITS = tuple((label, name) for name, label in INIT_LABELS.items())       # drop-down options
 _REGIMES = tuple((label, name) for name, label in REGIME_LABELS.items())
-_LABEL = LABELS      # random -> RW, thawed -> TM, ...
-_SPLIT_COLOURS = {"train": "C0", "val": "C2", "test": "C3"}
-
-
-# ----------------------------------------------------------------------------- stored results
-
-def headline(runs) -> str:
-    """The accuracy column a network is judged by: results format 2's ``test_acc_at_best_val``, else
-    format 1's ``max_test_acc`` (the paper's Fig. 2 measure)."""
-    return "test_acc_at_best_val" if "test_acc_at_best_val" in runs.columns else "max_test_acc"
-
-
-def _is_control(runs):
-    return runs["name"] == "control" if "name" in runs.columns else runs["block"] != runs["block"]
-
-
-def find_network(results, dataset: str, block, init=None, regime=None, seed: int = 0):
-    """The stored row of one network (``results.runs``), or ``LookupError`` saying what is missing.
-
-    Args:
-        results: ``triage.report.load`` output.
-        block: 0 (the base), 1..5, or ``"control"`` (the base trained on with the children's schedule).
-        init, regime: the child's initialiser and regime (ignored for the base and the control).
-
-    Example:
-        >>> find_network(report.load("cpu"), "cifar10", 3, "stn", "thawed", seed=1)["key"]   # doctest: +SKIP
-    """
-    runs = results.runs
-    part = runs[runs["dataset"] == dataset]
-    if part.empty:
-        have = ", ".join(results.datasets) or "none"
-        raise LookupError(f"No {dataset} results in the {results.profile} results (stored: {have}). Train "
-                          f"them with `python -m triage grid --dataset {dataset} --profile {results.profile}`.")
-    if int(seed) not in set(int(s) for s in part["seed"]):
-        seeds = ", ".join(str(int(s)) for s in sorted(part["seed"].unique()))
-        raise LookupError(f"No {dataset} network of seed {seed} is stored (seeds: {seeds}).")
-    part = part[part["seed"] == int(seed)]
-    ctrl = _is_control(part)
-    if block == "control":
-        sel = part[ctrl]
-    elif int(block) == 0:
-        sel = part[(part["block"] == 0) & ~ctrl]
-    else:
-        sel = part[(part["block"] == int(block)) & (part["init"] == init) & (part["regime"] == regime)]
-    if sel.empty:
-        name = _name(block, init, regime)
-        why = ("the control is trained only by results format 2 profiles (e.g. campaign)" if block == "control"
-               else f"{len(part)} {dataset} networks of seed {seed} are stored: the grid is partial")
-        raise LookupError(f"{dataset} {name} (seed {seed}) is not in the {results.profile} results; {why}.")
-    return sel.iloc[0]
-
-
-def find_or_first(results, dataset: str, block, init=None, regime=None, seed: int = 0):
-    """:func:`find_network`, or, where that network is not stored (a partial grid), the first
-    compressed network of the data set and seed that is (else its base), with a note saying so.
-
-    Returns:
-        (row, note): ``note`` is "" when the asked-for network was found.
-    """
-    try:
-        return find_network(results, dataset, block, init, regime, seed), ""
-    except LookupError as e:
-        runs = results.runs
-        part = runs[(runs["dataset"] == dataset) & (runs["seed"] == int(seed))]
-        if part.empty:
-            raise
-        kids = part[part["block"] > 0]
-        row = (kids if len(kids) else part).iloc[0]
-        return row, f"{e} Showing {row['name']} instead."
-
-
-def _name(block, init, regime) -> str:
-    if block == "control":
-        return "control"
-    if not int(block):
-        return "base"
-    return f"b{int(block)} {_LABEL[regime]}-{_LABEL[init]}"
-
-
-def network_label(row) -> str:
-    """``cifar10 b1 TM-STN, seed 0`` (for titles and messages)."""
-    block = "control" if row["name"] == "control" else row["block"]
-    return f"{row['dataset']} {_name(block, row['init'], row['regime'])}, seed {int(row['seed'])}"
-
-
-def _run(row) -> str:
-    return f"{row['name']}-{row['key']}"
-
-
-def _analyses_root() -> Path:
-    from .report import default_results_root
-    return default_results_root().parent
-
-
-def _config(row, results=None):
-    """The ``RunConfig`` of a stored network: its exported config.json, else rebuilt from its row
-    (checked against the stored key); None when neither gives the stored key."""
-    from .experiments import RunConfig
-    folder = _export_dir(results, row) if results is not None else None
-    if folder is not None and (folder / "config.json").is_file():
-        return RunConfig(**json.loads((folder / "config.json").read_text())["config"])
-    kw = {}
-    for f in dataclasses.fields(RunConfig):
-        if f.name not in row.index:
-            continue
-        v = row[f.name]
-        v = v.item() if hasattr(v, "item") else v
-        if v is not None and not (isinstance(v, float) and math.isnan(v)):
-            t = str(f.type)  # CSV round trip: ints come back as floats where a column has NaNs
-            v = bool(v) if t.startswith("bool") else int(v) if t.startswith("int") else \
-                float(v) if t.startswith("float") else str(v)
-        else:
-            v = None
-        kw[f.name] = v
-    try:
-        cfg = RunConfig(**kw)
-    except (TypeError, ValueError):
-        return None
-    return cfg if cfg.key() == row["key"] else None
-
-
-def _export_dir(results, row) -> Path | None:
-    """``results/triage/<profile>/runs/<dataset>/<name>-<key>/`` (results format 2), if exported."""
-    d = Path(results.path) / "runs" / row["dataset"] / _run(row) if results.path is not None else None
-    return d if d is not None and d.is_dir() else None
-
-
-def _weights_dir(results, row, runs_root=None) -> Path | None:
-    """The folder holding the network's weights: its run-store folder, or its export (bases, controls)."""
-    from .experiments import default_runs_root
-    root = Path(runs_root) if runs_root is not None else default_runs_root()
-    for d in (root / results.profile / row["dataset"] / _run(row), _export_dir(results, row)):
-        if d is not None and (d / "weights.pt").is_file() and (d / "config.json").is_file():
-            return d
-    return None
-
-
-def block1_maps(results, row, runs_root=None, data_root=None):
-    """The first ten block-1 activation maps of a network on the fixed Fig. 3 test image.
-
-    Read, in order, from its exported ``block1.npz`` (results format 2), from the
-    exported Fig. 3 arrays (format 1: Base, FM-STN, TM-STN and TM-RW of block 1),
-    or computed from its weights when they are present.
-
-    Returns:
-        ((F, H, W) float32 array, where it came from), or (None, why not).
-    """
-    import numpy as np
-    export = _export_dir(results, row)
-    if export is not None and (export / "block1.npz").is_file():
-        with np.load(export / "block1.npz", allow_pickle=False) as z:
-            return z["maps"][:N_FILTERS].astype(np.float32), "exported block1.npz"
-    acts = results.activations
-    if acts is not None and row["key"] in [str(k) for k in acts["keys"]]:
-        i = [str(k) for k in acts["keys"]].index(row["key"])
-        return np.asarray(acts["activations"][i], dtype=np.float32), "exported Fig. 3 arrays"
-    wdir = _weights_dir(results, row, runs_root)
-    if wdir is None:
-        return None, (f"the block-1 maps of {network_label(row)} are not stored (results format 1 exports "
-                      "them for Fig. 3's four networks only) and its weights are not in the run store")
-    from .experiments import load_model
-    from .plots import fixed_test_image
-    from .similarity import block1_activations
-    model = load_model(wdir, "cpu")
-    x, _ = fixed_test_image(row["dataset"], _image_index(results), data_root, int(row["resolution"]))
-    return block1_activations(model, x)[0, :N_FILTERS].float().numpy(), f"computed from the weights in {wdir}"
-
-
-def _image_index(results) -> int:
-    acts = results.activations
-    return int(acts["image_index"]) if acts is not None and "image_index" in acts else 0
-
-
-def _input_image(results, dataset, data_root=None):
-    """The fixed test image (H, W[, C]) uint8, or None where neither exported nor on disk."""
-    import numpy as np
-    acts = results.activations
-    if acts is not None and str(acts.get("dataset")) == dataset:
-        img = np.asarray(acts["image"])
-    else:
-        from .data import DataError
-        from .plots import fixed_test_image
-        try:
-            img = fixed_test_image(dataset, _image_index(results), data_root)[1].numpy()
-        except (DataError, OSError, ValueError):
-            return None
-    img = img.transpose(1, 2, 0)
-    return img[..., 0] if img.shape[-1] == 1 else img
-
-
-def stored_analysis(kind: str, results, row, root=None) -> dict | None:
-    """The stored autopsy or critical-paths results of one network, or None.
-
-    Reads the newest complete entry below ``<root>/<kind>/<profile>/<dataset>/<name>-<key>/``
-    of the result store that ``triage.studies.autopsy_run`` / ``triage.studies.critical_run``
-    wrote (:func:`triage.studies.read_analysis`): one DataFrame per CSV table, ``meta`` and,
-    for critical paths, ``maps`` (``ClassMaps``). Never computes anything.
-
-    Args:
-        kind: ``"autopsy"`` or ``"critical"``.
-        root: the results folder (default: ``<checkout>/results`` or ``$TRIAGE_RESULTS``).
-    """
-    from .store import ResultStore
-    from .studies import read_analysis
-    if kind not in ("autopsy", "critical"):
-        raise ValueError(f"kind must be 'autopsy' or 'critical', got {kind!r}")
-    found = ResultStore(Path(root or _analyses_root()) / kind).entries(
-        (results.profile, row["dataset"], _run(row)), analysis=kind)
-    return read_analysis(found[0]) if found else None
-
-
-def _stored_runs(kind: str, results, dataset, root=None) -> list[str]:
-    """Labels of the networks of ``dataset`` that have stored ``kind`` results."""
-    from .store import ResultStore
-    found = ResultStore(Path(root or _analyses_root()) / kind).entries((results.profile, dataset, "*"), analysis=kind)
-    keys = {e.spec["run"].rsplit("-", 1)[-1] for e in found}
-    runs = results.runs
-    return [network_label(r) for _, r in runs[runs["key"].isin(keys)].iterrows()]
-
-
-# ----------------------------------------------------------------------------- figures
-
-@contextlib.contextmanager
-def _closing_figures():
-    """Close every figure opened inside (also on error): nothing leaks to a notebook's next cell."""
-    import matplotlib.pyplot as plt
-    before = set(plt.get_fignums())
-    try:
-        yield
-    finally:
-        for n in set(plt.get_fignums()) - before:
-            plt.close(n)
-
-
-def _png(fig, dpi: int = 80) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
-
-
-def _same(runs, row, **match):
-    sel = (runs["dataset"] == row["dataset"]) & (runs["seed"] == row["seed"])
-    for k, v in match.items():
-        sel &= runs[k] == v
-    return runs[sel]
-
-
-def curves_figure(results, row):
-    """Accuracy and loss per epoch of one network (train, validation, test where stored).
-
-    Against: the base's headline accuracy (dotted), the control's test curve (dashed:
-    the base trained on with the children's schedule, results format 2; after the base's
-    own epochs when the network is the base) and the other seeds of the same config (thin).
-
-    Returns:
-        the Figure.
-    """
-    import matplotlib.pyplot as plt
-    m, runs, hl = results.metrics, results.runs, headline(results.runs)
-    mine = m[m["key"] == row["key"]]
-    if mine.empty:
-        raise LookupError(f"no epochs of {network_label(row)} in metrics.csv")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
-    ctrl = _same(runs, row, name="control")
-    is_base = row["block"] == 0 and row["name"] != "control"
-    others = runs[(runs["dataset"] == row["dataset"]) & (runs["name"] == row["name"])
-                  & (runs["seed"] != row["seed"])]
-    for ax, what in zip(axes, ("acc", "loss")):
-        for key in others["key"]:
-            o = m[m["key"] == key]
-            ax.plot(o["epoch"], o[f"test_{what}"], "-", color=_SPLIT_COLOURS["test"], lw=0.8, alpha=0.3)
-        for split in ("train", "val", "test"):
-            col = f"{split}_{what}"
-            if col in mine.columns and mine[col].notna().any():
-                ax.plot(mine["epoch"], mine[col], "o-", ms=3, color=_SPLIT_COLOURS[split], label=split)
-        if len(ctrl) and row["name"] != "control":
-            c = m[m["key"] == ctrl["key"].iloc[0]]
-            shift = mine["epoch"].max() if is_base else 0
-            ax.plot(c["epoch"] + shift, c[f"test_{what}"], "--", color="0.35", label="control (test)")
-        ax.set_xlabel("epoch" + (" of the base" if is_base else " after compression" if row["block"] else ""))
-        ax.set_ylabel("accuracy" if what == "acc" else "loss")
-    base = _same(runs, row, block=0)
-    base = base[~_is_control(base)]
-    if not is_base and len(base):
-        axes[0].axhline(base[hl].iloc[0], ls=":", c="k", lw=1.2, label=f"base ({hl.replace('_', ' ')})")
-    if len(others):
-        axes[0].plot([], [], color=_SPLIT_COLOURS["test"], lw=0.8, alpha=0.3, label="test, other seeds")
-    axes[0].set_ylim(0, 1.02)
-    axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{network_label(row)} ({row['scheme']}): learning curves [profile: {results.profile}]",
-                 fontsize=9)
-    return fig
-
-
-def fig2_figure(results, row, fig=None):
-    """The paper's Fig. 2 for the network's data set (``plots.plot_max_accuracy``), the network circled.
-
-    Accuracy is :func:`headline`'s column; the control's mean is drawn dotted when stored.
-
-    Args:
-        fig: a figure this function returned for the same results and data set: reused (only
-            the circle moves), since Fig. 2's bootstrapped intervals take seconds to draw.
-
-    Returns:
-        the Figure.
-    """
-    from . import plots
-    runs, hl = results.runs, headline(results.runs)
-    if fig is None:
-        part = runs[runs["dataset"] == row["dataset"]]
-        ctrl = part[_is_control(part)]
-        part = part[~_is_control(part)]
-        fig = plots.plot_max_accuracy(part.assign(max_test_acc=part[hl]), results.tag)
-        fig.set_size_inches(8.5, 3.6)
-        if len(ctrl):
-            fig.axes[0].axhline(ctrl[hl].mean(), ls=":", c="0.35", lw=1.2, label="control")
-        fig.axes[0].set_ylabel(hl.replace("_", " "))
-        fig.suptitle(f"Fig. 2: {hl.replace('_', ' ')} per compressed block and scheme "
-                     f"[profile: {results.profile}]", fontsize=10)
-    ax = fig.axes[0]
-    for artist in [a for a in ax.lines if a.get_gid() == "triage-mark"]:
-        artist.remove()
-    y, label = row[hl], f"this network (seed {int(row['seed'])})"
-    if row["block"] == 0:   # the base or the control: a line, as Fig. 2 draws the base
-        ax.axhline(y, color="red", lw=2, alpha=0.7, label=label, gid="triage-mark")
-    else:
-        # seaborn's dodge puts hue i of n at block - 1 - 0.4 + 0.8 (i + 0.5) / n
-        from .report import SCHEMES
-        kids = runs[(runs["dataset"] == row["dataset"]) & (runs["block"] > 0)]
-        present = [s for s in SCHEMES if s in set(kids["scheme"])]
-        i, n = present.index(row["scheme"]), len(present)
-        ax.plot(int(row["block"]) - 1 - 0.4 + 0.8 * (i + 0.5) / n, y, "o", ms=15, mfc="none", mec="red",
-                mew=2, label=label, gid="triage-mark")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(f"{network_label(row)}: its place in Fig. 2", fontsize=9)
-    return fig
-
-
-def activations_figure(results, row, runs_root=None, data_root=None):
-    """Block-1 activation maps of a network (top row) and of its base (bottom row), one colour scale.
-
-    Returns:
-        (the Figure, a note on where the maps came from) or (None, why there are none).
-    """
-    import matplotlib.pyplot as plt
-    import numpy as np
-    maps, src = block1_maps(results, row, runs_root, data_root)
-    if maps is None:
-        return None, src
-    rows, notes = [(network_label(row), maps)], [f"{network_label(row)}: {src}"]
-    base = _same(results.runs, row, block=0)
-    base = base[~_is_control(base)]
-    if len(base) and base["key"].iloc[0] != row["key"]:
-        bmaps, bsrc = block1_maps(results, base.iloc[0], runs_root, data_root)
-        notes.append(f"base: {bsrc}")
-        if bmaps is not None:
-            rows.append(("base", bmaps))
-    img = _input_image(results, row["dataset"], data_root)
-    n = min(len(a) for _, a in rows)
-    vmax = max(float(a[:n].max()) for _, a in rows) or 1.0
-    fig, axes = plt.subplots(len(rows), n + 1, figsize=(1.1 * (n + 1), 1.25 * len(rows) + 0.5),
-                             squeeze=False, constrained_layout=True)
-    for r, (label, a) in enumerate(rows):
-        if img is not None:
-            axes[r, 0].imshow(img, cmap="gray")
-        axes[r, 0].set_ylabel(label if r else "this network", fontsize=8)
-        for f in range(n):
-            axes[r, f + 1].imshow(np.asarray(a[f]), cmap="viridis", vmin=0, vmax=vmax)
-            if r == 0:
-                axes[r, f + 1].set_title(f"filter {f}", fontsize=7)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"{network_label(row)}: block-1 activations, test image {_image_index(results)} "
-                 f"[profile: {results.profile}]", fontsize=9)
-    return fig, "; ".join(notes)
 
 
 def default_profile(results_root=None) -> str:
@@ -687,7 +312,7 @@ class _CriticalTab(_AnalysisTab):
 
     def _draw(self, cls):
         import matplotlib.pyplot as plt
-        from . import critical, plots
+        from . import critical, plots_critical
         maps, meta, layer = self.data["maps"], self.data["meta"], self.data["maps"].layers[0]
         top = critical.top_filters(maps, layer, cls, TOP_K)
         rows = self.data["table"][self.data["table"]["class_name"] == cls]
@@ -701,15 +326,15 @@ class _CriticalTab(_AnalysisTab):
 
         def bars():
             fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), constrained_layout=True)
-            plots.plot_top_filter_contributions(maps, layer, cls, TOP_K, ax=axes[0], profile=self.app.results.profile)
+            plots_critical.plot_top_filter_contributions(maps, layer, cls, TOP_K, ax=axes[0], profile=self.app.results.profile)
             sweep = self.data["sweep"]
-            plots.plot_ratio_sweep(sweep[sweep["class_name"] == cls], ax=axes[1], paper=False)
+            plots_critical.plot_ratio_sweep(sweep[sweep["class_name"] == cls], ax=axes[1], paper=False)
             axes[1].set_title(f"'{cls}': distilled network per reserved ratio", fontsize=9)
             axes[1].set_ylabel("rate")
             return fig
         self.figs[0].show(bars)
         am = self._am(cls)
-        self.figs[1].show(lambda: None if am is None else plots.plot_am_grid(
+        self.figs[1].show(lambda: None if am is None else plots_critical.plot_am_grid(
             am[0], am[1], ncols=TOP_K + 1, title=f"Activation maximisation: top filters of '{cls}', then its logit"))
         if am is None:
             here = self._can_compute()
@@ -759,13 +384,13 @@ class _AutopsyTab(_AnalysisTab):
         super().__init__(app, "autopsy", "layer")
 
     def _choices(self):
-        from .plots import short_layer
+        from .plots_autopsy import short_layer
         t = self.data["stats_layer"]
         return [(f"{short_layer(r.layer)} ({r.kind})", r.layer) for r in t.itertuples() if r.kind in ("conv", "fc")]
 
     def _draw(self, layer):
         import matplotlib.pyplot as plt
-        from . import plots
+        from . import plots_autopsy
         d, prof = self.data, self.app.results.profile
         st = d["stats_layer"].set_index("layer").loc[layer]
         sp = d["sparsity"][d["sparsity"]["after"] == layer]
@@ -777,22 +402,22 @@ class _AutopsyTab(_AnalysisTab):
             k90 = pca[pca["alpha"] >= 0.9]
             info["components for 90% of the variance"] = (f"{int(k90['k'].iloc[0])} of {int(pca['components'].iloc[0])}"
                                                           if len(k90) else "-")
-        self.text.value = f"<b>{plots.short_layer(layer)}</b>" + _table(info)
+        self.text.value = f"<b>{plots_autopsy.short_layer(layer)}</b>" + _table(info)
 
         def panels():
             fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), constrained_layout=True)
-            hist, what = (d["hist_fc"][d["hist_fc"]["group"] == layer], plots.short_layer(layer))
+            hist, what = (d["hist_fc"][d["hist_fc"]["group"] == layer], plots_autopsy.short_layer(layer))
             if hist.empty:   # per-layer histograms are stored for the fc layers; conv ones by kind
                 hist, what = d["hist_kind"][d["hist_kind"]["kind"] == st["kind"]], f"all {st['kind']} layers"
-            plots.plot_weight_distribution(hist, ax=axes[0], profile=prof, title=f"Parameter values: {what}")
+            plots_autopsy.plot_weight_distribution(hist, ax=axes[0], profile=prof, title=f"Parameter values: {what}")
             if len(pca):
-                plots.plot_pca_curves(pca, ax=axes[1], profile=prof)
+                plots_autopsy.plot_pca_curves(pca, ax=axes[1], profile=prof)
             else:
                 axes[1].text(0.5, 0.5, "filter PCA: conv layers only", ha="center", transform=axes[1].transAxes)
-            plots.plot_sparsity(d["sparsity"].set_index("module"), ax=axes[2], profile=prof)
+            plots_autopsy.plot_sparsity(d["sparsity"].set_index("module"), ax=axes[2], profile=prof)
             names = [t.get_text() for t in axes[2].get_xticklabels()]
-            if plots.short_layer(layer) in names:
-                axes[2].patches[names.index(plots.short_layer(layer))].set_color("red")
+            if plots_autopsy.short_layer(layer) in names:
+                axes[2].patches[names.index(plots_autopsy.short_layer(layer))].set_color("red")
             return fig
         self.figs[0].show(panels)
         self.figs[1].clear()

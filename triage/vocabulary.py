@@ -2,20 +2,23 @@
 plot, widget and claim.
 
 Reason to change: a label of the paper (Nowak & Corso, Sec. 3: RW / MW / STN initialisers,
-FM / TM regimes, schemes such as TM-STN) or the order the figures show them in.
+FM / TM regimes, schemes such as TM-STN, the grid's 31 networks) or the order the figures
+show them in.
 """
 from __future__ import annotations
 
 from .init import INITS
 from .train import REGIMES
 
-__all__ = ["INIT_LABELS", "REGIME_LABELS", "LABELS", "SCHEMES", "scheme_label"]
+__all__ = ["INIT_LABELS", "REGIME_LABELS", "LABELS", "SCHEMES", "GRID_SIZE", "scheme_label"]
 
 INIT_LABELS = {"random": "RW", "mean": "MW", "stn": "STN"}      # triage.init's names -> the paper's
 REGIME_LABELS = {"frozen": "FM", "thawed": "TM"}                 # triage.train's names -> the paper's
 LABELS = {**INIT_LABELS, **REGIME_LABELS}
 # Fig. 2's order: FM before TM, RW / MW / STN within each.
 SCHEMES = tuple(f"{REGIME_LABELS[r]}-{INIT_LABELS[i]}" for r in REGIMES for i in INITS)
+# Networks per data set and seed (Sec. 3): 1 base + 5 blocks of VGG16-BN x 3 inits x 2 regimes.
+GRID_SIZE = 1 + 5 * len(INITS) * len(REGIMES)
 
 
 def scheme_label(init: str, regime: str) -> str:

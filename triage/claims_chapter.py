@@ -1,0 +1,181 @@
+"""The claims chapter's prose and figures: verdict bullets, what would change a verdict, forest plots.
+
+Reason to change: how the verdicts of :func:`triage.claims.check_claims` are told in the book
+(book/claims.ipynb); the tests themselves are :mod:`triage.claims`.
+
+Example:
+    >>> from triage import claims, claims_chapter, report
+    >>> rep = claims.check_claims(report.load("cpu").runs)                   # doctest: +SKIP
+    >>> print(claims_chapter.summary_markdown(rep, "C1"))                      # doctest: +SKIP
+    >>> claims_chapter.plot_claim(rep, "C4b")                                  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from .claims import _RULES, CLAIMS, ClaimsReport
+
+__all__ = ["explain", "summary_markdown", "plot_claim", "plot_cka"]
+
+
+def explain(rep: ClaimsReport, claim: str, dataset: str) -> str:
+    """What would change a data set's verdict: the margin at which it flips, or the seeds it needs."""
+    v = rep.verdicts
+    r = v[(v["claim"] == claim) & (v["dataset"] == dataset) & (v["level"] == "data set")].iloc[0]
+    unit = "epochs" if claim == "C4a" else "points"
+    if r["verdict"] == "not testable: no control":
+        return ("A continued-base control (the base trained again from its weights with the children's "
+                "schedule, results format 2) would make it testable.")
+    if r["verdict"] == "not testable at this n":
+        if not r["n"] >= 2:
+            return ("At least 2 seeds per network are needed for a confidence interval." if r["n"] == r["n"]
+                    else "There is nothing to compare in this table.")
+        n = r["seeds_needed"]
+        more = (f"about {int(n)} seeds (now {int(r['n'])}) would likely make it '{r['likely']}'" if n == n else
+                "no number of seeds decides it while the estimate sits on the margin")
+        return (f"The deciding contrast ({r['contrast']}) lies on the '{r['likely']}' side of the margin; at "
+                f"its seed-to-seed SD ({r['sd']:.2f} {unit}) {more}.")
+    kind = _RULES[claim][0]
+    holds = r["verdict"] == "holds"
+    if kind == "equiv":
+        if holds:
+            c = rep.contrasts
+            fam = c[(c["claim"] == claim) & (c["dataset"] == dataset)]
+            b = float(fam[["ci_low", "ci_high"]].abs().max(axis=1).max())
+            return (f"It would stop holding with a margin below {b:.2f} points "
+                    f"(the widest 95% CI bound of a pair).")
+        b = min(abs(r["ci_low"]), abs(r["ci_high"]))
+        return f"It would stop failing only with a margin above {b:.2f} points ({r['contrast']}'s 95% CI)."
+    # the verdict flips when the threshold crosses the deciding contrast's 95% CI bound
+    lo, hi = r["ci_low"], r["ci_high"]
+    bound = (lo if holds else hi) if kind == "greater" else (hi if holds else lo)
+    above = (kind == "greater") == holds          # the verdict changes if the threshold rises above the bound
+    value = -bound if claim == "C4a" else bound   # C4a's threshold is -epoch_margin
+    above = (not above) if claim == "C4a" else above
+    name = {"C2": "'much'", "C3": "the margin", "C4a": "'faster'", "C4b": "the margin"}[claim]
+    if value <= 0:
+        return (f"No positive {name} would change it: the 95% CI of {r['contrast']} lies entirely on the "
+                f"{'below' if hi <= 0 else 'above'} zero.")
+    return (f"It would change if {name} were {'above' if above else 'below'} {value:.2f} {unit} "
+            f"(the 95% CI bound of {r['contrast']}"
+            + ("; about, as the family is Holm-corrected)." if r["contrasts"] > 1 else ")."))
+
+
+def summary_markdown(rep: ClaimsReport, claim: str) -> str:
+    """A claim's verdict per data set as Markdown bullets: verdict, deciding contrast with estimate,
+    95% CI, p, n, the note, and what would change it (:func:`explain`)."""
+    v = rep.verdicts
+    unit = "epochs" if claim == "C4a" else "points"
+    lines = []
+    for r in v[(v["claim"] == claim) & (v["level"] == "data set")].itertuples():
+        text = f"- **{r.dataset}**: *{r.verdict}*"
+        if r.ci_low == r.ci_low:
+            p = r.p_against_adj if r.verdict == "does not hold" else r.p_adj
+            which = "fails" if r.verdict == "does not hold" else "holds"
+            text += (f". {r.contrast}: {r.estimate:+.2f} {unit}, 95% CI [{r.ci_low:+.2f}, {r.ci_high:+.2f}], "
+                     f"p ({which}) = {p:.3g}, n = {int(r.n)} seeds")
+            regimes = v[(v["claim"] == claim) & (v["dataset"] == r.dataset) & (v["level"] == "regime")]
+            if len(regimes):
+                text += " (" + ", ".join(f"{x.regime}: {x.verdict}" for x in regimes.itertuples()) + ")"
+        if r.note:
+            text += f". {r.note[0].upper()}{r.note[1:]}"
+        lines.append(text + f". {explain(rep, claim, r.dataset)}")
+    return "\n".join(lines)
+
+
+_COLOURS = {"holds": "tab:green", "does not hold": "tab:red", "not testable at this n": "tab:gray",
+            "not testable: no control": "lightgray"}
+
+
+def plot_claim(rep: ClaimsReport, claim: str, detail: bool = False, ax=None, title: str = ""):
+    """Forest plot of one claim: estimate and 95% CI per data set (and regime), against its margin.
+
+    Args:
+        rep: :func:`triage.claims.check_claims`'s report.
+        claim: C1 | C2 | C3 | C4a | C4b.
+        detail: every contrast of the claim (each block pair, each configuration), one panel per
+            data set, instead of the deciding contrast per data set and regime.
+        ax: a matplotlib Axes (not with ``detail``); None: a new figure sized to the rows.
+        title: the figure's title (default: the claim).
+
+    Returns:
+        the Axes (an array of Axes with ``detail``).
+
+    Example:
+        >>> plot_claim(check_claims(runs), "C4b")           # doctest: +SKIP
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+    title = title or f"{claim}: {CLAIMS[claim]}"
+    if detail:
+        d = rep.contrasts[rep.contrasts["claim"] == claim] if len(rep.contrasts) else rep.contrasts
+        groups = list(d.groupby("dataset", sort=False)) if len(d) else []
+        if not groups:
+            _, ax = plt.subplots(figsize=(7, 1.2))
+            ax.set_axis_off()
+            ax.set_title(title + ": no contrasts (no control?)", fontsize=10)
+            return np.array([ax])
+        rows = max(len(g) for _, g in groups)
+        ncols = min(2, len(groups))
+        fig, axes = plt.subplots(-(-len(groups) // ncols), ncols, squeeze=False, constrained_layout=True,
+                                 figsize=(6.5 * ncols, (0.9 + 0.22 * rows) * -(-len(groups) // ncols)))
+        for a, (dataset, g) in zip(axes.flat, groups):
+            _forest(a, g, list(g["contrast"]), ["tab:blue"] * len(g), claim, rep.params)
+            a.set_title(dataset, fontsize=9)
+        for a in axes.flat[len(groups):]:
+            a.set_axis_off()
+        fig.suptitle(title, fontsize=10)
+        return axes
+    v = rep.verdicts[rep.verdicts["claim"] == claim]
+    split = set(v.loc[v["level"] == "regime", "dataset"])       # data sets with per-regime rows
+    d = v[(v["level"] == "regime") | ~v["dataset"].isin(split)]
+    if not d["estimate"].notna().any():                         # e.g. no control: nothing to draw
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 0.8))
+        ax.set_axis_off()
+        ax.set_title(f"{title}: " + ", ".join(sorted(set(d["verdict"]))), fontsize=10)
+        return ax
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 1.0 + 0.3 * max(len(d), 1)), constrained_layout=True)
+    _forest(ax, d, [f"{ds} {r}: {w}" for ds, r, w in zip(d["dataset"], d["regime"], d["verdict"])],
+            [_COLOURS[w] for w in d["verdict"]], claim, rep.params)
+    ax.set_title(title, fontsize=10)
+    return ax
+
+
+def _forest(ax, d, labels, colours, claim, params):
+    import numpy as np
+    y = np.arange(len(d))[::-1]
+    for yi, e, lo, hi, c in zip(y, d["estimate"], d["ci_low"], d["ci_high"], colours):
+        if e == e:
+            err = [[e - lo if lo == lo else 0], [hi - e if hi == hi else 0]]
+            ax.errorbar(e, yi, xerr=err, fmt="o", color=c, capsize=3, ms=5)
+    thr = params["epoch_margin"] if claim == "C4a" else params["much" if claim == "C2" else "margin"]
+    if claim == "C1":
+        ax.axvspan(-thr, thr, color="tab:green", alpha=0.12, label=f"margin +-{thr:g}")
+    else:
+        ax.axvline(-thr if claim == "C4a" else thr, ls="--", c="k", lw=1,
+                   label=f"threshold {-thr if claim == 'C4a' else thr:+g}")
+    ax.axvline(0, c="gray", lw=0.6)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_ylim(-0.7, len(d) - 0.3)
+    ax.set_xlabel(("STN - RW/MW, epochs to 99%" if claim == "C4a" else "difference, accuracy points")
+                  + " (95% CI)", fontsize=8)
+    ax.legend(fontsize=7, loc="best")
+
+
+def plot_cka(table, ax=None, title: str = ""):
+    """Fig. 3 in numbers: mean block-1 CKA with the base per scheme (95% CI), and the CKA of two
+    bases of different seeds as a tick (:func:`triage.claims_tables.fig3_cka`'s table)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.9 + 0.28 * len(table)), constrained_layout=True)
+    y = np.arange(len(table))[::-1]
+    err = np.vstack([table["cka"] - table["ci_low"], table["ci_high"] - table["cka"]]).clip(0)
+    ax.errorbar(table["cka"], y, xerr=np.nan_to_num(err), fmt="o", capsize=3, ms=5)
+    ref = table["bases_cka"].to_numpy(float)
+    ax.scatter(ref, y, marker="|", s=200, c="k", label="base vs base of another seed")
+    ax.set_yticks(y, [f"{d}: {s}" for d, s in zip(table["dataset"], table["scheme"])], fontsize=8)
+    ax.set_xlabel("linear CKA of block-1 output with its own base (95% CI over seeds)")
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(title or "Fig. 3 in numbers: block-1 representations against the base", fontsize=10)
+    return ax

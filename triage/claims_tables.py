@@ -1,0 +1,151 @@
+"""Statistics shown beside the claims: seed-to-seed SD, an omnibus block test, Fig. 3's CKA.
+
+Reason to change: which supporting tables the claims chapter shows and how they are
+estimated. They read the same tidy runs table as :mod:`triage.claims` (collapsed networks
+left out) but decide nothing: the verdicts are :func:`triage.claims.check_claims`'s.
+
+Example:
+    >>> from triage import claims_tables, report
+    >>> res = report.load("campaign")                                         # doctest: +SKIP
+    >>> claims_tables.fig3_cka(res.runs, claims_tables.cka_bases(res))        # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .claims import _SHORT, COLLAPSE, _tidy
+
+__all__ = ["seed_sd", "block_effect", "cka_bases", "fig3_cka"]
+
+
+def seed_sd(runs, collapse: float = COLLAPSE):
+    """Seed-to-seed SD of accuracy (points), pooled over the networks of each data set and regime.
+
+    The scale against which the margin is chosen: with ``n`` seeds a paired contrast has an SE
+    of about ``sqrt(2) * sd / sqrt(n)``. ``test_se`` is the binomial SE of one base accuracy on
+    the test set (points; needs ``test_images``).
+
+    Returns:
+        DataFrame: dataset, regime (FM | TM | base), sd, cells, test_se.
+    """
+    import numpy as np
+    import pandas as pd
+    t = _tidy(runs, collapse)
+    t = t[~t["collapsed"].astype(bool)]
+    rows = []
+    for dataset, part in t.groupby("dataset", sort=False):
+        base = part[part["role"] == "base"]
+        se = float("nan")
+        if "test_images" in runs.columns and len(base):
+            p = base["acc"].mean() / 100
+            n = runs.loc[runs["dataset"] == dataset, "test_images"].mean()
+            se = 100 * math.sqrt(p * (1 - p) / n)
+        groups = [("FM", part[part["regime"] == "frozen"]), ("TM", part[part["regime"] == "thawed"]),
+                  ("base", base)]
+        for regime, g in groups:
+            cell = g.groupby(["role", "block", "init", "regime"])["acc"]
+            var, n = cell.var(ddof=1), cell.count()
+            ok = n >= 2
+            sd = float(np.sqrt(((n[ok] - 1) * var[ok]).sum() / (n[ok] - 1).sum())) if ok.any() else float("nan")
+            rows.append({"dataset": dataset, "regime": regime, "sd": sd, "cells": int(ok.sum()), "test_se": se})
+    return pd.DataFrame(rows)
+
+
+def block_effect(runs, collapse: float = COLLAPSE):
+    """Omnibus test of any block effect: OLS ``acc ~ C(block) + C(init) + C(seed)`` per data set and
+    regime, type-2 ANOVA with HC3 errors (statsmodels). A cross-check of C1's pairwise tests.
+
+    Returns:
+        DataFrame: dataset, regime, F, df, p, n (networks); p is NaN with fewer than 2 seeds.
+    """
+    import warnings
+    import pandas as pd
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+    t = _tidy(runs, collapse)
+    t = t[(t["role"] == "child") & ~t["collapsed"].astype(bool)]
+    rows = []
+    for (dataset, regime), g in t.groupby(["dataset", "regime"], sort=False):
+        row = {"dataset": dataset, "regime": _SHORT.get(regime, regime), "F": float("nan"),
+               "df": float("nan"), "p": float("nan"), "n": len(g)}
+        if g["seed"].nunique() >= 2 and g["block"].nunique() >= 2:
+            terms = "C(block)" + (" + C(init)" if g["init"].nunique() > 1 else "") + " + C(seed)"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                a = anova_lm(smf.ols(f"acc ~ {terms}", g).fit(), typ=2, robust="hc3")
+            row.update(F=float(a.loc["C(block)", "F"]), df=float(a.loc["C(block)", "df"]),
+                       p=float(a.loc["C(block)", "PR(>F)"]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cka_bases(results=None, root=None, profile: str | None = None):
+    """Block-1 CKA of each base against the base of another seed (``cka_bases.csv``), or None.
+
+    Args:
+        results: a ``report.Results`` (reads ``results.extra["cka_bases"]``, else the file beside
+            its ``runs.csv``); or None to read ``root/profile/cka_bases.csv``.
+        root, profile: the results folder and profile when ``results`` is None.
+
+    Returns:
+        DataFrame: dataset, seed_a, seed_b, cka_block1; None when not exported (results format 1).
+    """
+    import pandas as pd
+    if results is not None:
+        extra = getattr(results, "extra", None) or {}
+        if extra.get("cka_bases") is not None:
+            return extra["cka_bases"]
+        folder = getattr(results, "path", None)
+    else:
+        from .report import default_profile, default_results_root
+        root = Path(root) if root is not None else default_results_root()
+        folder = root / (profile or default_profile(root))
+    path = Path(folder) / "cka_bases.csv" if folder is not None else None
+    return pd.read_csv(path) if path is not None and path.is_file() else None
+
+
+def fig3_cka(runs, bases=None, block: int = 1, collapse: float = COLLAPSE):
+    """Fig. 3 in numbers: block-1 CKA of each scheme's networks with their own base, against the
+    CKA of two bases of different seeds ("as similar as a retrained base").
+
+    Args:
+        runs: a runs table with ``cka_block1`` (results format 2).
+        bases: :func:`cka_bases` (None: no reference column).
+        block: the compressed block whose networks are shown (the paper's Fig. 3: block 1).
+
+    Returns:
+        DataFrame: dataset, scheme, n, cka (mean), ci_low, ci_high (95%, t over seeds), bases_cka
+        (mean base-vs-base), bases_n, diff (cka - bases_cka), p (Welch t-test); None without CKA.
+    """
+    import warnings
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+    from statsmodels.stats.weightstats import DescrStatsW
+    if "cka_block1" not in runs.columns or runs["cka_block1"].isna().all():
+        return None
+    t = _tidy(runs, collapse)
+    t = t[~t["collapsed"].astype(bool)]
+    t = t[(t["block"] == block) | (t["role"] == "control")]
+    rows = []
+    for (dataset, scheme), g in t.groupby(["dataset", "scheme"], sort=False):
+        x = g["cka"].dropna().to_numpy(float)
+        ref = (bases.loc[bases["dataset"] == dataset, "cka_block1"].dropna().to_numpy(float)
+               if bases is not None else np.array([]))
+        lo, hi = ((DescrStatsW(x).tconfint_mean() if x.std() > 0 else (x[0], x[0])) if len(x) >= 2
+                  else (float("nan"),) * 2)
+        with warnings.catch_warnings():     # identical values (e.g. a CKA of 1) warn of lost precision
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = (float(stats.ttest_ind(x, ref, equal_var=False).pvalue)
+                 if len(x) >= 2 and len(ref) >= 2 else float("nan"))
+        rows.append({"dataset": dataset, "scheme": scheme, "n": len(x),
+                     "cka": float(x.mean()) if len(x) else float("nan"), "ci_low": lo, "ci_high": hi,
+                     "bases_cka": float(ref.mean()) if len(ref) else float("nan"), "bases_n": len(ref),
+                     "diff": float(x.mean() - ref.mean()) if len(x) and len(ref) else float("nan"), "p": p})
+    order = ["Control", "FM-RW", "FM-MW", "FM-STN", "TM-RW", "TM-MW", "TM-STN"]
+    out = pd.DataFrame(rows)
+    key = out["scheme"].map({s: i for i, s in enumerate(order)}).fillna(len(order))
+    ds = {d: i for i, d in enumerate(dict.fromkeys(out["dataset"]))}
+    return out.assign(_d=out["dataset"].map(ds), _s=key).sort_values(["_d", "_s"]).drop(
+        columns=["_d", "_s"]).reset_index(drop=True)

@@ -1,0 +1,612 @@
+"""How the grid runs: one network under its lock, and the executors that run many (local, jobs, dask, slurm).
+
+One reason to change: the way networks are executed (locking, papermill or a direct
+:func:`triage.run`, failure records, scheduling on one machine or a cluster). *What*
+runs (the configs of the grid, its status, its CLI) is :mod:`triage.grid`; the
+template notebook's contract is :mod:`triage.template`.
+
+The unit every executor runs is :func:`execute_network`: it takes the run folder's
+lock, executes the template with papermill (or calls :func:`triage.run` directly) and
+stores the executed notebook beside the run (``<runs>/<profile>/<dataset>/<name>-<hash>/``:
+``notebook.ipynb``, the failing cell kept; ``error.json`` only after a failure;
+``.lock``, flock-held while executing; ``.notebook.partial.ipynb`` while executing).
+A network is *complete* when its run is done (summary.json and weights.pt) and its
+notebook ran without error; a rerun skips complete networks and resumes an
+interrupted training from its last checkpointed epoch (experiments.run does that).
+
+Executors. ``local`` (default) runs the networks one after another, each with all
+the cores; ``jobs=k`` runs k side by side, each kernel limited to cores/k threads
+(``--jobs 2`` is 1.2x faster for the cpu profile on 2 cores: bf16 scales worse
+from 1 to 2 threads than two processes do; ``benchmarks/grid_throughput.py``
+measures it; on one GPU, k trainings share the device). For
+more than one machine, ``dask`` submits the same per-network function
+(:func:`execute_network`) to a Dask distributed scheduler (a ``LocalCluster``,
+or a dask-jobqueue ``SLURMCluster``/``PBSCluster``); ``slurm`` submits it as
+Slurm jobs through submitit (imported lazily; not a dependency). All executors
+share the store (it must be on a file system the workers see), the lock and
+the resume semantics, and submit a data set's children only after its base
+finished. Start Dask workers with one thread each (``dask worker ADDRESS
+--nthreads 1``, one worker per GPU or per machine): a network then gets all the
+cores of its worker (the grid undoes the nanny's ``OMP_NUM_THREADS=1`` for the
+notebook's kernel), as with the local executor.
+
+Example:
+    >>> from triage.executors import run_grid
+    >>> from triage.grid import expand_grid
+    >>> report = run_grid(expand_grid("mnist", profile="smoke"))      # doctest: +SKIP
+    >>> report.summary()                                              # doctest: +SKIP
+    '31 networks: 31 trained, 0 reused'
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .experiments import ConfigError, RunConfig, RunStore, _check_folder, atomic_write_json
+from .template import (NOTEBOOK, PARTIAL_NOTEBOOK, _THREAD_VARS, _KERNEL_ARGS, _dask_thread_vars,
+                       _kernel_manager_class, check_template, default_template, notebook_parameters,
+                       notebook_scraps)
+
+__all__ = ["EXECUTORS", "ERROR_FILE", "LOCK_FILE", "RunLock", "is_complete", "execute_network",
+           "GridReport", "run_grid"]
+
+EXECUTORS = ("local", "dask", "slurm")
+ERROR_FILE = "error.json"
+LOCK_FILE = ".lock"
+
+
+# ----------------------------------------------------------------------------- lock
+
+class RunLock:
+    """Exclusive lock of one run folder, so that two processes never execute the same network.
+
+    The lock is an ``flock`` on ``<run_dir>/.lock``: the operating system releases
+    it when its holder exits in any way (also ``kill -9`` or a crashed Dask
+    worker), so a stale lock cannot exist. The file keeps the holder's pid, host
+    and start time for :func:`grid_status`. The file is never removed (removing a
+    locked file lets a third process lock a new inode beside the holder).
+    Works on local disks and on NFSv4 (Linux maps flock to NFS byte-range locks).
+
+    Args:
+        run_dir: the run folder (created if missing).
+
+    Example:
+        >>> with RunLock(run_dir):                      # doctest: +SKIP
+        ...     execute the network
+    """
+
+    def __init__(self, run_dir: Path | str):
+        self.path = Path(run_dir) / LOCK_FILE
+        self._fh = None
+
+    def acquire(self, blocking: bool = True, poll: float = 2.0, on_wait=None) -> bool:
+        import fcntl
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not blocking:
+                    fh.close()
+                    return False
+                if on_wait is not None and not waited:
+                    on_wait(RunLock.holder(self.path.parent))
+                waited = True
+                time.sleep(poll)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+        fh.flush()
+        self._fh = fh
+        return True
+
+    def release(self) -> None:
+        import fcntl
+        if self._fh is None:
+            return
+        try:
+            self._fh.seek(0)
+            self._fh.truncate()
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+    @staticmethod
+    def holder(run_dir: Path | str) -> dict | None:
+        """``{'pid', 'host', 'since'}`` of the live holder, or None when nobody holds the lock."""
+        import fcntl
+        path = Path(run_dir) / LOCK_FILE
+        try:
+            fh = open(path)
+        except OSError:
+            return None
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    return json.loads(fh.read() or "{}") or {"pid": None, "host": None, "since": None}
+                except ValueError:
+                    return {"pid": None, "host": None, "since": None}
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            return None
+
+
+# ----------------------------------------------------------------------------- one network
+
+def is_complete(store: RunStore, cfg: RunConfig, notebook: bool = True) -> bool:
+    """The grid skips this network: its run is done and, with ``notebook``, its notebook
+    executed without error. A run found only in ``results/`` (exported by another machine,
+    e.g. on a fresh clone) is complete: its run store folder is gone, notebook and all.
+    """
+    d = store.path(cfg)
+    found = store.find(cfg)
+    if found is None or (d / ERROR_FILE).exists():
+        return False
+    return found != d or not notebook or (d / NOTEBOOK).is_file()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _record_failure(run_dir: Path, cfg: RunConfig, message: str, tb: str) -> None:
+    lines = _ANSI.sub("", tb).rstrip().splitlines()
+    atomic_write_json(run_dir / ERROR_FILE, {
+        "message": message, "traceback_tail": lines[-30:], "key": cfg.key(), "name": cfg.name,
+        "notebook": NOTEBOOK if (run_dir / PARTIAL_NOTEBOOK).exists() or (run_dir / NOTEBOOK).exists() else None,
+        "host": socket.gethostname(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+
+
+def execute_network(cfg: RunConfig, runs_root, template=None, *, data_root=None, device="auto",
+                    timeout: float | None = None, on_wait=None, notebook: bool = True,
+                    results_root=None) -> dict:
+    """Execute the template for one network (the unit every executor runs) and report it.
+
+    Takes the run folder's lock (waiting while another process holds it), skips a
+    complete network, otherwise executes the template with papermill into
+    ``.notebook.partial.ipynb`` and renames it to ``notebook.ipynb``, also when a
+    cell failed; a failure is recorded in ``error.json`` and reported, never raised,
+    so the grid goes on. KeyboardInterrupt propagates (the lock is released; a
+    rerun resumes).
+
+    Args:
+        cfg: the network.
+        runs_root: the store's root folder.
+        template: the template notebook (default: :func:`default_template`).
+        data_root, device: passed to the notebook (and on to triage.run).
+        timeout: seconds a cell may run (None: no limit).
+        on_wait: called once with the lock holder's info if the lock is busy.
+        notebook: execute the template (False: call :func:`triage.run` in this process, no
+            notebook; saves a kernel start and the imports, ~7 s a network, and keeps the
+            decoded data sets in memory between networks).
+        results_root: where finished runs are exported (None: the store's default).
+
+    Returns:
+        dict with ``key, dataset, name, status`` (``done`` | ``reused`` | ``failed``),
+        ``run_dir``, ``seconds``, ``error`` (one line or None).
+    """
+    store = RunStore(runs_root) if results_root is None else RunStore(runs_root, results_root)
+    run_dir = store.path(cfg)
+    template = Path(template) if template is not None else default_template()
+    out = _record(cfg, store, "reused")
+    t0 = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir)
+    lock.acquire(on_wait=on_wait)
+    try:
+        if is_complete(store, cfg, notebook):
+            return out
+        if not notebook:
+            return _run_direct(cfg, store, out, t0, data_root=data_root, device=device)
+        import papermill as pm
+        partial, final = run_dir / PARTIAL_NOTEBOOK, run_dir / NOTEBOOK
+        params = notebook_parameters(cfg, store.root, data_root, device)
+        error = None
+        try:
+            pm.execute_notebook(str(template), str(partial), parameters=params, progress_bar=False,
+                                execution_timeout=timeout, extra_arguments=_KERNEL_ARGS,
+                                kernel_manager_class=_kernel_manager_class(_dask_thread_vars()))
+        except pm.PapermillExecutionError as e:
+            error = (f"{e.ename}: {e.evalue} (cell {e.exec_count})", "".join(e.traceback))
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # a dead kernel, a timeout, an unwritable folder...
+            error = (f"{type(e).__name__}: {e}".splitlines()[0], traceback.format_exc())
+        if error is None and not store.is_done(cfg):
+            error = ("the notebook ran but the run has no summary.json/weights.pt "
+                     "(does the template call triage.run with these parameters?)", "")
+        if error is None:
+            glued = notebook_scraps(partial).get("key")
+            if glued != cfg.key():
+                error = (f"the notebook reports run {glued!r}, the grid expected {cfg.key()!r} "
+                         "(the template rebuilt another config)", "")
+        out["seconds"] = round(time.perf_counter() - t0, 2)
+        # Order matters for a kill at any moment: error.json is written before a failed
+        # notebook becomes notebook.ipynb, and removed only after a good one did, so a
+        # notebook.ipynb without error.json is always a good one.
+        if error is not None:
+            _record_failure(run_dir, cfg, *error)
+            if partial.exists():
+                os.replace(partial, final)
+            out.update(status="failed", error=error[0])
+        else:
+            os.replace(partial, final)
+            (run_dir / ERROR_FILE).unlink(missing_ok=True)
+            out["status"] = "done"
+        return out
+    finally:
+        lock.release()
+
+
+def _run_direct(cfg: RunConfig, store: RunStore, out: dict, t0: float, *, data_root, device) -> dict:
+    """One network through :func:`triage.run` in this process; a failure is recorded, not raised."""
+    from .experiments import run
+    run_dir = store.path(cfg)
+    try:
+        run(cfg, store, data_root=data_root, device=device, progress=False, log=lambda m: None)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 -- the grid goes on; error.json says what failed
+        _record_failure(run_dir, cfg, f"{type(e).__name__}: {e}".splitlines()[0], traceback.format_exc())
+        out.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
+    else:
+        (run_dir / ERROR_FILE).unlink(missing_ok=True)
+        out["status"] = "done"
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+# ----------------------------------------------------------------------------- executors
+
+@dataclass
+class GridReport:
+    """What a grid run did: one record per network (see :func:`execute_network`)."""
+    results: list[dict] = field(default_factory=list)
+    root: Path | None = None
+
+    def count(self, status: str) -> int:
+        return sum(r["status"] == status for r in self.results)
+
+    @property
+    def failed(self) -> list[dict]:
+        """Failed networks, and children skipped because their base failed."""
+        return [r for r in self.results if r["status"] in ("failed", "skipped")]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        parts = [f"{self.count('done')} trained", f"{self.count('reused')} reused"]
+        if self.count("failed"):
+            parts.append(f"{self.count('failed')} failed")
+        if self.count("skipped"):
+            parts.append(f"{self.count('skipped')} skipped (base failed)")
+        return f"{len(self.results)} networks: " + ", ".join(parts)
+
+
+def _groups(cfgs: list[RunConfig]) -> list[tuple[RunConfig | None, list[RunConfig]]]:
+    """(base, children) per data set/profile/seed, in the order given; a base may be absent."""
+    groups: dict[str, tuple[RunConfig | None, list[RunConfig]]] = {}
+    for c in cfgs:
+        gk = c.parent().key()
+        base, kids = groups.get(gk, (None, []))
+        if not c.is_child:
+            groups[gk] = (c, kids)
+        else:
+            groups[gk] = (base, kids + [c])
+    return list(groups.values())
+
+
+def _with_bases(cfgs: list[RunConfig]) -> list[RunConfig]:
+    """``cfgs`` with the base of every child in it, placed before that child.
+
+    A child whose base is not in the grid would train the base inside its own kernel,
+    outside the grid's lock and order; so the grid always runs the base itself.
+    """
+    out, keys = [], set()
+    for c in cfgs:
+        if c.key() in keys:
+            continue
+        if c.is_child and c.parent().key() not in keys and c.parent() not in cfgs:
+            out.append(c.parent())
+            keys.add(c.parent().key())
+        out.append(c)
+        keys.add(c.key())
+    return out
+
+
+def _skipped(cfg: RunConfig, store: RunStore, base_name: str) -> dict:
+    return _record(cfg, store, "skipped",
+                   f"not run: its base ({cfg.dataset}/{base_name}, seed {cfg.seed}) failed")
+
+
+def _preflight(cfgs: list[RunConfig], store: RunStore, template, notebooks: bool = True) -> Path | None:
+    """Everything that can be checked before a kernel starts, so bad input changes nothing."""
+    if not cfgs:
+        raise ConfigError("the grid is empty")
+    for cfg in cfgs:
+        d = store.path(cfg)
+        if (d / "config.json").exists():
+            _check_folder(d, cfg)  # refuses a folder of another store format or config
+    if not notebooks:
+        return None
+    template = check_template(template if template is not None else default_template())
+    try:
+        import papermill  # noqa: F401
+    except ImportError as e:
+        raise ConfigError("the grid needs papermill (pip install 'triage[book]')") from e
+    return template
+
+
+def _bar(total: int, initial: int, progress: bool):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, desc="grid", unit="net", disable=not progress,
+                dynamic_ncols=True)
+
+
+def _log_result(bar, r: dict, progress: bool, log) -> None:
+    if r["status"] in ("failed", "skipped"):
+        msg = f"FAILED {r['dataset']}/{r['name']} (seed {r['seed']}): {r['error']}"
+        if r["status"] == "failed":
+            msg += f" -> {Path(r['run_dir']) / NOTEBOOK}"
+        (bar.write if progress else log)(msg)
+    elif not progress:
+        log(f"{r['status']:>6} {r['dataset']}/{r['name']} (seed {r['seed']}) in {r['seconds']:.1f} s")
+
+
+def _record(cfg: RunConfig, store: RunStore, status: str, error: str | None = None) -> dict:
+    return {"key": cfg.key(), "dataset": cfg.dataset, "seed": cfg.seed, "name": cfg.name,
+            "run_dir": str(store.path(cfg)), "status": status, "seconds": 0.0, "error": error}
+
+
+def _split_complete(cfgs, store, notebook: bool = True) -> tuple[list[RunConfig], list[dict]]:
+    """(networks still to execute, 'reused' records of the complete ones)."""
+    todo, reused = [], []
+    for c in cfgs:
+        if is_complete(store, c, notebook):
+            reused.append(_record(c, store, "reused"))
+        else:
+            todo.append(c)
+    return todo, reused
+
+
+def _run_local(cfgs, store, template, kw, progress, log) -> list[dict]:
+    todo, results = _split_complete(cfgs, store, kw.get("notebook", True))
+    bar = _bar(len(cfgs), len(cfgs) - len(todo), progress)
+    failed_bases: dict[str, str] = {}
+    try:
+        for base, kids in _groups(todo):
+            for cfg in ([base] if base is not None else []) + kids:
+                pk = cfg.parent().key()
+                if cfg.is_child and pk in failed_bases:
+                    r = _skipped(cfg, store, failed_bases[pk])
+                else:
+                    bar.set_postfix_str(f"{cfg.dataset}/{cfg.name} seed {cfg.seed}")
+
+                    def on_wait(h, cfg=cfg):
+                        (bar.write if progress else log)(
+                            f"{cfg.dataset}/{cfg.name}: waiting for pid {h.get('pid')} on {h.get('host')}, "
+                            "which is executing it")
+                    r = execute_network(cfg, store.root, template, on_wait=on_wait, **kw)
+                    if not cfg.is_child and r["status"] == "failed":
+                        failed_bases[cfg.key()] = cfg.name
+                results.append(r)
+                _log_result(bar, r, progress, log)
+                bar.update(1)
+    finally:
+        bar.close()
+    return results
+
+
+def _limit_threads(threads: int) -> None:
+    """Pool initialiser: this process and the kernels it starts use ``threads`` threads."""
+    for k in _THREAD_VARS:
+        os.environ[k] = str(threads)
+    import torch
+    torch.set_num_threads(threads)
+
+
+def _run_parallel(cfgs, store, template, kw, progress, log, jobs: int, threads: int | None) -> list[dict]:
+    """The local executor with ``jobs`` networks at once, each kernel using ``threads`` threads.
+
+    A pool of processes (not threads: each runs papermill's own event loop), started
+    with ``spawn`` so no torch thread pool is inherited through ``fork``.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_limit_threads,
+                             initargs=(threads,)) as pool:
+        def submit(cfg):
+            return pool.submit(execute_network, cfg, str(store.root.resolve()), template and str(template), **kw)
+        return _run_futures(cfgs, store, template, kw, progress, log, submit, poll=0.2)
+
+
+def _run_futures(cfgs, store, template, kw, progress, log, submit, poll: float) -> list[dict]:
+    """Shared by the dask and slurm executors: bases first, a group's children once its base is done.
+
+    ``submit(cfg) -> future`` with ``.done()`` and ``.result()`` (a dask Future or a submitit Job).
+    """
+    todo, results = _split_complete(cfgs, store, kw.get("notebook", True))
+    bar = _bar(len(cfgs), len(cfgs) - len(todo), progress)
+    running: dict = {}    # future -> cfg
+    waiting: dict = {}    # base key -> children waiting for it
+
+    def start(cfg):
+        running[submit(cfg)] = cfg
+
+    try:
+        for base, kids in _groups(todo):
+            if base is not None:
+                start(base)
+                waiting[base.key()] = kids
+            else:
+                for k in kids:
+                    start(k)
+        while running:
+            finished = [f for f in list(running) if f.done()]
+            if not finished:
+                time.sleep(poll)
+                continue
+            for fut in finished:
+                cfg = running.pop(fut)
+                try:
+                    r = fut.result()
+                except Exception as e:  # the worker died (KilledWorker), the job was cancelled, ...
+                    msg = f"{type(e).__name__}: {e}".splitlines()[0]
+                    run_dir = store.path(cfg)
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                    _record_failure(run_dir, cfg, f"executor: {msg}", traceback.format_exc())
+                    r = _record(cfg, store, "failed", msg)
+                results.append(r)
+                _log_result(bar, r, progress, log)
+                bar.update(1)
+                bar.set_postfix_str(f"last {cfg.dataset}/{cfg.name}, {len(running)} running")
+                kids = waiting.pop(cfg.key(), []) if not cfg.is_child else []
+                for k in kids:
+                    if r["status"] in ("done", "reused"):
+                        start(k)
+                    else:
+                        rk = _skipped(k, store, cfg.name)
+                        results.append(rk)
+                        _log_result(bar, rk, progress, log)
+                        bar.update(1)
+    except BaseException:
+        for fut in running:
+            try:
+                fut.cancel()
+            except Exception:
+                pass
+        raise
+    finally:
+        bar.close()
+    return results
+
+
+def _dask_client(scheduler: str, timeout: float):
+    try:
+        from dask.distributed import Client
+    except ImportError as e:
+        raise ConfigError("--executor dask needs dask[distributed] (pip install 'dask[distributed]')") from e
+    try:
+        return Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} within {timeout:g} s "
+                          f"({type(e).__name__}); is `dask scheduler` running there?") from e
+
+
+def _slurm_executor(folder: Path, slurm: dict):
+    try:
+        import submitit
+    except ImportError as e:
+        raise ConfigError("--executor slurm needs submitit (pip install submitit); or use --executor dask "
+                          "with a dask-jobqueue SLURMCluster") from e
+    ex = submitit.AutoExecutor(folder=str(folder))
+    ex.update_parameters(**slurm)
+    return ex
+
+
+def run_grid(cfgs: list[RunConfig], store: RunStore | str | Path | None = None, *,
+             executor: str = "local", scheduler: str | None = None, client=None,
+             template=None, data_root=None, device: str = "auto", timeout: float | None = None,
+             scheduler_timeout: float = 10.0, slurm: dict | None = None, progress: bool = True,
+             log=print, jobs: int = 1, threads: int | None = None, notebooks: bool = True) -> GridReport:
+    """Execute every network of ``cfgs`` (see :func:`expand_grid`) and store its notebook and numbers.
+
+    Complete networks are skipped; a data set's base runs before its children,
+    which reuse it (a base missing from ``cfgs`` is added); a failure is recorded
+    (``error.json`` + the executed notebook) and the grid goes on (children of a
+    failed base are reported as skipped).
+
+    Args:
+        cfgs: the networks.
+        store: RunStore or its root (default ``$TRIAGE_RUNS`` or ``./runs``).
+        executor: ``local`` (this machine), ``dask`` or ``slurm``.
+        scheduler: Dask scheduler address (``tcp://host:8786``) for ``executor="dask"``.
+        client: an existing ``dask.distributed.Client`` (instead of ``scheduler``).
+        template: template notebook (default :func:`default_template`).
+        data_root, device: passed to every notebook.
+        timeout: seconds one notebook cell may run (None: unlimited).
+        scheduler_timeout: seconds to wait for the Dask scheduler.
+        slurm: submitit parameters for ``executor="slurm"`` (e.g. ``{"timeout_min": 600,
+            "slurm_partition": "gpu", "gpus_per_node": 1}``).
+        progress: tqdm bar (networks done / total, current network).
+        log: where one-line messages go when ``progress`` is off.
+        jobs: networks at once with the local executor (default 1: one after another).
+        threads: torch threads per network when ``jobs > 1`` (default: cores // jobs).
+        notebooks: store an executed copy of the template beside every run (False: run
+            :func:`triage.run` directly; ``triage notebook RUN`` renders one later).
+
+    Returns:
+        GridReport (``.ok``, ``.failed``, ``.summary()``).
+
+    Raises:
+        ConfigError: bad executor, template, unreachable scheduler, incompatible store
+            folder; raised before any network runs.
+
+    Example:
+        >>> report = run_grid(expand_grid("mnist", "smoke"), "runs")      # doctest: +SKIP
+        >>> report.summary()                                              # doctest: +SKIP
+        '31 networks: 31 trained, 0 reused'
+    """
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    for name, value in (("jobs", jobs), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if jobs > 1 and executor != "local":
+        raise ConfigError(f"jobs applies to the local executor; with {executor}, start more workers")
+    store = store if isinstance(store, RunStore) else RunStore(store) if store is not None else RunStore()
+    cfgs = _with_bases(list(cfgs))
+    template = _preflight(cfgs, store, template, notebooks)
+    kw = dict(data_root=data_root, device=device, timeout=timeout, notebook=notebooks,
+              results_root=None if store.results is None else str(store.results.resolve()))
+    if executor == "local" and jobs > 1:
+        results = _run_parallel(cfgs, store, template, kw, progress, log, jobs, threads)
+    elif executor == "local":
+        results = _run_local(cfgs, store, template, kw, progress, log)
+    elif executor == "dask":
+        own = client is None
+        if own:
+            if not scheduler:
+                raise ConfigError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
+            client = _dask_client(scheduler, scheduler_timeout)
+        try:
+            def submit(cfg):
+                # A meaningful key shows in the dashboard; two clients submitting the same
+                # network share one task. Bases first (priority) when workers are scarce.
+                return client.submit(execute_network, cfg, str(store.root.resolve()), template and str(template),
+                                     key=f"triage-{cfg.dataset}-{cfg.name}-{cfg.key()}",
+                                     priority=0 if cfg.is_child else 10, pure=False, **kw)
+            results = _run_futures(cfgs, store, template, kw, progress, log, submit, poll=0.5)
+        finally:
+            if own:
+                client.close()
+    else:
+        ex = _slurm_executor(store.root / ".submitit", dict(slurm or {}))
+        results = _run_futures(cfgs, store, template, kw, progress, log,
+                               lambda cfg: ex.submit(execute_network, cfg, str(store.root.resolve()),
+                                                     template and str(template), **kw), poll=10.0)
+    order = {c.key(): i for i, c in enumerate(cfgs)}
+    results.sort(key=lambda r: order.get(r["key"], len(order)))
+    return GridReport(results, store.root)

@@ -1,0 +1,396 @@
+"""Tables derived from stored runs: margins, gaps, convergence, similarity, cost and setting.
+
+One reason to change: what the book measures on the stored runs. Every function here is
+a pure function of tables the store already holds (``Results.runs`` of
+:func:`triage.report.load`, :func:`triage.grid.results_table`, ``Results.activations``)
+and returns a tidy DataFrame (or a line of prose about one); :func:`cka_bases` and
+:func:`child_lr_pilot` read the run weights or the stored pilot decision. Exporting and
+reading the results is :mod:`triage.report`; the paper's claims are tested on these
+tables by :mod:`triage.claims`.
+
+Example:
+    >>> from triage import report, tables
+    >>> res = report.load("campaign")                          # doctest: +SKIP
+    >>> tables.regime_gaps(res.runs).groupby("block")["gap"].mean()   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .vocabulary import GRID_SIZE
+
+__all__ = ["PILOT_CHILDREN", "PAPER_TRAIN_IMAGES", "PAPER_TEST_IMAGES", "PAPER_RESOLUTION",
+           "margins", "regime_gaps", "convergence_diffs", "activation_similarity", "cka_bases",
+           "child_lr_pilot", "grid_cost", "convergence_audit", "convergence_audit_text",
+           "setting_differences", "setting_caveat", "timings"]
+
+# The child-lr pilot (tools/gpu_campaign.py): one child per block, all three initialisers, both regimes.
+PILOT_CHILDREN = ((1, "random", "thawed"), (3, "mean", "thawed"), (5, "stn", "thawed"),
+                  (2, "random", "frozen"), (4, "mean", "frozen"))
+# Paper Sec. 3.3-3.4 and Tables 1-2: the setting our profiles scale down.
+PAPER_TRAIN_IMAGES = {"mnist": 60000, "cifar10": 50000, "cifar100": 50000, "stanford_dogs": 12000}
+PAPER_TEST_IMAGES = {"mnist": 10000, "cifar10": 10000, "cifar100": 10000, "stanford_dogs": 8500}
+PAPER_RESOLUTION = 224    # "We upsampled the inputs to (224,224,3)"
+
+
+# ----------------------------------------------------------------------------- accuracy and convergence
+
+def _bases(runs):
+    b = runs[runs["block"] == 0][["dataset", "seed", "max_test_acc"]]
+    return b.drop_duplicates(["dataset", "seed"]).rename(columns={"max_test_acc": "base_acc"})
+
+
+def margins(runs):
+    """Every compressed network with its accuracy relative to its own seed's base.
+
+    Returns:
+        DataFrame: dataset, seed, block, init, regime, scheme, acc (max test accuracy),
+        base_acc, delta = acc - base_acc. Children whose base is missing are dropped.
+    """
+    kids = runs[runs["block"] > 0][["dataset", "seed", "block", "init", "regime", "scheme",
+                                    "max_test_acc"]].rename(columns={"max_test_acc": "acc"})
+    m = kids.merge(_bases(runs), on=["dataset", "seed"], how="inner")
+    m["delta"] = m["acc"] - m["base_acc"]
+    return m.reset_index(drop=True)
+
+
+def regime_gaps(runs):
+    """TM minus FM accuracy for each (data set, seed, block, init) that has both.
+
+    Returns:
+        DataFrame: dataset, seed, block, init, acc_fm, acc_tm, gap = acc_tm - acc_fm.
+    """
+    kids = runs[runs["block"] > 0]
+    w = kids.pivot_table("max_test_acc", ["dataset", "seed", "block", "init"], "regime").reset_index()
+    w.columns.name = None
+    for r in ("frozen", "thawed"):
+        if r not in w.columns:
+            w[r] = float("nan")
+    w = w.rename(columns={"frozen": "acc_fm", "thawed": "acc_tm"}).dropna(subset=["acc_fm", "acc_tm"])
+    w["gap"] = w["acc_tm"] - w["acc_fm"]
+    return w[["dataset", "seed", "block", "init", "acc_fm", "acc_tm", "gap"]].reset_index(drop=True)
+
+
+def convergence_diffs(runs):
+    """Epochs to 99% of max of STN against RW and MW of the same (data set, seed, block, regime).
+
+    Returns:
+        DataFrame: dataset, seed, block, regime, e_stn, e_other (mean of RW and MW, either
+        alone when the other is missing), diff = e_stn - e_other (negative: STN faster).
+    """
+    kids = runs[runs["block"] > 0]
+    w = kids.pivot_table("epochs_to_99pct", ["dataset", "seed", "block", "regime"], "init").reset_index()
+    w.columns.name = None
+    for i in ("random", "mean", "stn"):
+        if i not in w.columns:
+            w[i] = float("nan")
+    w["e_stn"] = w["stn"]
+    w["e_other"] = w[["random", "mean"]].mean(axis=1)  # NaN only when both are missing
+    w = w.dropna(subset=["e_stn", "e_other"])
+    w["diff"] = w["e_stn"] - w["e_other"]
+    return w[["dataset", "seed", "block", "regime", "e_stn", "e_other", "diff"]].reset_index(drop=True)
+
+
+def activation_similarity(acts: dict):
+    """Pearson correlation of each model's block-1 maps with the base's, filter by filter (Fig. 3).
+
+    The compressed conv of block 1 keeps the parent's output channels, and STN trains
+    it to reproduce the parent's (pooled) block output, so filter i of an STN child is
+    comparable with filter i of the base; an RW child starts from random weights, so
+    its filter i has no reason to match (paper Sec. 4: "the STN networks have been
+    forced to learn the same filter responses as the parent network").
+
+    Args:
+        acts: the Fig. 3 arrays (``Results.activations``).
+
+    Returns:
+        DataFrame: model, filter, r (NaN for a constant map).
+    """
+    import numpy as np
+    import pandas as pd
+    a = np.asarray(acts["activations"], dtype=np.float64)
+    labels = [str(x) for x in acts["labels"]]
+    base = a[labels.index("Base")]
+    rows = []
+    for m, label in enumerate(labels):
+        if label == "Base":
+            continue
+        for f in range(a.shape[1]):
+            x, y = base[f].ravel(), a[m, f].ravel()
+            r = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else float("nan")
+            rows.append({"model": label, "filter": f, "r": r})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- setting
+
+def setting_differences(runs):
+    """Our setting against the paper's (Sec. 3.3-3.4, Tables 1-2), one row per data set and field.
+
+    Returns:
+        DataFrame: dataset, setting, ours, paper, same (bool).
+    """
+    import pandas as pd
+    from .experiments import TABLE1, TABLE2
+    rows = []
+    for dataset, part in runs.groupby("dataset", sort=False):
+        base = part[part["block"] == 0]
+        kids = part[part["block"] > 0]
+
+        def vals(frame, col):
+            v = sorted({x for x in frame[col].dropna()}) if col in frame and len(frame) else []
+            return ", ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v) or "n/a"
+
+        items = [
+            ("width (channel multiplier)", vals(part, "width"), "1"),
+            ("input resolution (px)", vals(part, "resolution"), str(PAPER_RESOLUTION)),
+            ("training images", vals(part, "train_images"), str(PAPER_TRAIN_IMAGES.get(dataset, "n/a"))),
+            ("test images", vals(part, "test_images"), str(PAPER_TEST_IMAGES.get(dataset, "n/a"))),
+            ("base epochs", vals(base, "epochs"), str(TABLE1[dataset].base_epochs)),
+            ("epochs after compression", vals(kids, "epochs"), str(TABLE2["comp_epochs"])),
+            ("STN epochs", vals(kids, "stn_epochs"), str(TABLE2["stn_epochs"])),
+            ("initial learning rate", vals(part, "lr"), f"{TABLE1[dataset].lr:g}"),
+            ("batch size", vals(part, "batch_size"), "not stated"),
+            ("seeds", str(part["seed"].nunique()), "not stated"),
+        ]
+        if dataset == "stanford_dogs":  # both our sources give box crops (triage.data)
+            items.insert(0, ("images", "64x64 crops of the dog boxes", "full photographs"))
+        for name, ours, paper in items:
+            rows.append({"dataset": dataset, "setting": name, "ours": ours, "paper": paper,
+                         "same": ours == paper})
+    return pd.DataFrame(rows)
+
+
+def setting_caveat(runs, dataset: str | None = None) -> str:
+    """One short line naming where our setting differs from the paper's (for a verdict's caveat).
+
+    Example:
+        >>> setting_caveat(runs)                    # doctest: +SKIP
+        'ours vs paper: width 0.25 vs 1; 32 vs 224 px; 5000 vs 50000 training images; ...'
+    """
+    d = setting_differences(runs if dataset is None else runs[runs["dataset"] == dataset])
+    short = {"images": "{o} vs {p}", "width (channel multiplier)": "width {o} vs {p}", "input resolution (px)": "{o} vs {p} px",
+             "training images": "{o} vs {p} training images", "test images": "{o} vs {p} test images",
+             "initial learning rate": "lr {o} vs {p}"}
+    parts = []
+    for _, part in d.groupby("dataset", sort=False):
+        v = part.set_index("setting")
+        parts += [fmt.format(o=v.loc[k, "ours"], p=v.loc[k, "paper"]) for k, fmt in short.items()
+                  if k in v.index and not v.loc[k, "same"]]
+        ep = ["base epochs", "epochs after compression", "STN epochs"]
+        if not v.loc[ep, "same"].all():
+            parts.append("epochs base/compressed/STN " + "/".join(v.loc[ep, "ours"]) + " vs "
+                         + "/".join(v.loc[ep, "paper"]))
+    parts = list(dict.fromkeys(parts))
+    return "ours vs paper: " + "; ".join(parts) if parts else "same setting as the paper"
+
+
+def timings(runs):
+    """Measured cost of the stored networks, per data set and seed.
+
+    ``train_seconds`` is the sum of the epochs' wall time (training and the test
+    evaluation of each epoch; not the STN initialisation), from ``summary.json``;
+    ``notebook_seconds`` is papermill's wall time of the executed run notebook
+    (training included only for networks trained inside the grid).
+
+    Returns:
+        DataFrame: dataset, seed, networks, base_s, child_median_s, child_mean_s, child_max_s,
+        train_total_s, notebook_total_s, train_total_h, and grid_estimate_h: the base plus
+        ``GRID_SIZE - 1`` children at the mean child's time (a full grid's training time).
+    """
+    import pandas as pd
+    rows = []
+    for (dataset, seed), part in runs.groupby(["dataset", "seed"]):
+        kids = part[part["block"] > 0]
+        base = part[part["block"] == 0]
+        rows.append({
+            "dataset": dataset, "seed": int(seed), "networks": len(part),
+            "base_s": float(base["train_seconds"].sum()) if len(base) else float("nan"),
+            "child_median_s": float(kids["train_seconds"].median()) if len(kids) else float("nan"),
+            "child_mean_s": float(kids["train_seconds"].mean()) if len(kids) else float("nan"),
+            "child_max_s": float(kids["train_seconds"].max()) if len(kids) else float("nan"),
+            "train_total_s": float(part["train_seconds"].sum()),
+            "notebook_total_s": float(part["notebook_seconds"].sum()) if "notebook_seconds" in part else float("nan"),
+        })
+    t = pd.DataFrame(rows)
+    if len(t):
+        t["train_total_h"] = t["train_total_s"] / 3600
+        t["grid_estimate_h"] = (t["base_s"] + (GRID_SIZE - 1) * t["child_mean_s"]) / 3600
+    return t
+
+
+# ----------------------------------------------------------------------------- stored runs and files
+
+def cka_bases(runs, data_root=None):
+    """Linear CKA of block 1 between the bases of every two seeds of a data set.
+
+    The reference for a child's ``cka_block1``: "as similar to the base as a base trained
+    from another seed". Needs the bases' weights (committed for format-2 profiles) and the
+    test images; None when no data set has two bases with weights.
+
+    Returns:
+        DataFrame with dataset, seed_a, seed_b, cka_block1.
+    """
+    import itertools
+    import pandas as pd
+    from .data import DataError, get_loaders
+    from .experiments import load_model
+    from .similarity import CKA_IMAGES, block1_features, linear_cka
+    rows = []
+    bases = runs[(runs["block"] == 0) & (runs["name"] == "base")]
+    for dataset, part in bases.groupby("dataset", sort=False):
+        part = part[[(Path(d) / "weights.pt").is_file() for d in part["run_dir"]]]
+        if len(part) < 2:
+            continue
+        try:
+            _, test, _ = get_loaders(dataset, root=data_root, batch_size=CKA_IMAGES)
+        except DataError:
+            continue
+        feats = {int(r.seed): block1_features(load_model(r.run_dir, "cpu"), test).flatten(1).numpy()
+                 for r in part.itertuples()}
+        for a, b in itertools.combinations(sorted(feats), 2):
+            rows.append({"dataset": dataset, "seed_a": a, "seed_b": b, "cka_block1": linear_cka(feats[a], feats[b])})
+    return pd.DataFrame(rows) if rows else None
+
+
+def child_lr_pilot(root=None, profile: str = "campaign"):
+    """The pre-registered child-lr pilot of ``tools/gpu_campaign.py`` as stored.
+
+    Returns:
+        (table, decision): one row per pilot child with its best validation accuracy under
+        each reading (``initial``: a fresh SGD at the profile's lr; ``continue``: the base's
+        final lr), and the stored decision dict (choice, means, margin, why); (None, None)
+        when no pilot is stored.
+    """
+    import pandas as pd
+    from .experiments import default_results_root
+    root = Path(root) if root is not None else default_results_root()
+    path = root / profile / "child_lr_pilot.json"
+    if not path.is_file():
+        return None, None
+    dec = json.loads(path.read_text())
+    n = len(dec["acc"]["initial"])
+    names = [f"b{b}-{i}-{r}" for b, i, r in PILOT_CHILDREN][:n]
+    table = pd.DataFrame({"initial": dec["acc"]["initial"], "continue": dec["acc"]["continue"][:n]},
+                         index=pd.Index(names, name="pilot child (CIFAR-10, seed 0)"))
+    table["initial - continue (pt)"] = 100 * (table["initial"] - table["continue"])
+    return table, dec
+
+
+def grid_cost(table):
+    """Measured cost of one grid (base excluded: 15 FM + 15 TM children and the control), per device.
+
+    From the stored runs' ``train_seconds`` (STN hint epochs included): the median per kind
+    of network, and the hours one grid takes in one process, ``15 x FM + 15 x TM +
+    control``. Audit runs, pilot runs (``child_lr`` other than the profile's) and
+    compress-to-failure steps are left out.
+
+    Args:
+        table: runs with ``device``, ``train_seconds`` and config columns (e.g.
+            ``triage.grid.results_table(results_root, "campaign", exported=True)``).
+
+    Returns:
+        DataFrame indexed by device: n and median seconds of FM children, TM children and
+        controls, and ``grid_hours``. Empty when nothing is stored.
+    """
+    import pandas as pd
+    from .experiments import PROFILES
+    cols = ["n_fm", "fm_s", "n_tm", "tm_s", "n_control", "control_s", "grid_hours"]
+    if table.empty or "device" not in table.columns:
+        return pd.DataFrame(columns=cols)
+    t = table[table["block"] > 0] if "extra_blocks" not in table.columns else \
+        table[(table["block"] > 0) & table["extra_blocks"].isna()]
+    t = pd.concat([t, table[(table["block"] == 0) & (table["name"] == "control")]])
+    own = t["profile"].map(lambda p: PROFILES[p].child_lr if p in PROFILES else None)
+    t = t[t["child_lr"] == own]
+    rows = {}
+    for device, part in t.groupby("device"):
+        fm = part.loc[part["regime"] == "frozen", "train_seconds"]
+        tm = part.loc[part["regime"] == "thawed", "train_seconds"]
+        ctl = part.loc[part["name"] == "control", "train_seconds"]
+        med = lambda x: float(x.median()) if len(x) else float("nan")   # noqa: E731
+        c = med(ctl) if len(ctl) else med(tm)   # the control trains like a TM child
+        rows[device] = {"n_fm": len(fm), "fm_s": med(fm), "n_tm": len(tm), "tm_s": med(tm),
+                        "n_control": len(ctl), "control_s": med(ctl),
+                        "grid_hours": (15 * med(fm) + 15 * med(tm) + c) / 3600}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=cols).rename_axis("device")
+
+
+def convergence_audit(table, margin: float = 0.005):
+    """Did the bases converge? Each base against the same base trained twice as long.
+
+    An audit run is a base config of the same data set, profile and seed with
+    ``stopping="fixed"`` (it trains its whole ``epochs``, about twice what the base
+    trained); issue 12 asks that it gain less than ``margin`` (0.5 points) of test accuracy
+    at the best validation epoch.
+
+    Two gains are reported. ``gain``: the audit run's accuracy minus the base's. When the
+    two ran on different devices (a GPU base, a CPU audit) their trajectories differ from
+    the first step, so this gain mixes training length with device noise. ``gain_within``
+    compares like with like: inside the audit run, the test accuracy at the best validation
+    epoch of all its epochs minus that of its first ``base_epochs`` epochs (where the base
+    stopped; the lr schedule is the same up to there). The verdict uses ``gain_within`` when
+    the audit's per-epoch metrics are at hand (``run_dir``), else ``gain``.
+
+    Args:
+        table: runs of a profile with format-2 columns, audit runs included (e.g.
+            ``triage.grid.results_table(results_root, profile, exported=True)``; ``runs.csv``
+            leaves audit runs out as they are not grid networks).
+        margin: the largest gain that still counts as converged.
+
+    Returns:
+        DataFrame: dataset, seed, base and audit epochs and accuracies, gain, gain_within,
+        converged, devices (base / audit).
+    """
+    import pandas as pd
+    cols = ["dataset", "seed", "base_epochs", "base_acc", "audit_epochs", "audit_acc", "gain", "gain_within",
+            "converged", "devices"]
+    if table.empty or "stopping" not in table.columns:
+        return pd.DataFrame(columns=cols)
+    b0 = table[(table["block"] == 0) & (table["name"] == "base")]
+    rows = []
+    for (ds, seed), part in b0.groupby(["dataset", "seed"]):
+        base = part[part["stopping"] == "plateau"]
+        audit = part[part["stopping"] == "fixed"]
+        if base.empty or audit.empty:
+            continue
+        b, a = base.iloc[0], audit.sort_values("epochs").iloc[-1]
+        gain = float(a["test_acc_at_best_val"] - b["test_acc_at_best_val"])
+        within = _gain_within(a.get("run_dir"), int(b["epochs_trained"]))
+        rows.append({"dataset": ds, "seed": int(seed), "base_epochs": int(b["epochs_trained"]),
+                     "base_acc": float(b["test_acc_at_best_val"]), "audit_epochs": int(a["epochs_trained"]),
+                     "audit_acc": float(a["test_acc_at_best_val"]), "gain": gain, "gain_within": within,
+                     "converged": (gain if within != within else within) < margin,
+                     "devices": f"{b.get('device') or '?'} / {a.get('device') or '?'}"})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def convergence_audit_text(audit, margin: float = 0.005) -> str:
+    """One paragraph on :func:`convergence_audit`'s table, for the results chapter."""
+    if audit is None or audit.empty:
+        return "No audit run is stored for this profile yet."
+    parts = []
+    for r in audit.itertuples():
+        within = ("n/a" if r.gain_within != r.gain_within else f"{100 * r.gain_within:+.2f}")
+        parts.append(f"{r.dataset} seed {r.seed}: {r.audit_epochs} epochs against {r.base_epochs}, "
+                     f"{100 * r.gain:+.2f} pt against the base ({r.devices}), {within} pt within the audit run")
+    ok = audit["converged"].all()
+    verdict = (f"every audited base is converged by the issue's criterion (a gain below {100 * margin:.1f} pt)"
+               if ok else "at least one audited base is **not** converged: " +
+               ", ".join(audit.loc[~audit["converged"], "dataset"]))
+    return (f"Audited: {'; '.join(parts)}. So {verdict}. The *within* figure is the one the verdict reads: "
+            "it compares the long run with its own first epochs, on one device.")
+
+
+def _gain_within(run_dir, first: int) -> float:
+    """Test accuracy at the best validation epoch of all epochs minus of the first ``first`` epochs."""
+    import pandas as pd
+    path = Path(run_dir) / "metrics.csv" if isinstance(run_dir, str) and run_dir else None
+    if path is None or not path.is_file():
+        return float("nan")
+    m = pd.read_csv(path)
+    if m["val_acc"].isna().all() or len(m) <= first:
+        return float("nan")
+    at_best = lambda part: float(part.loc[part["val_acc"].idxmax(), "test_acc"])   # noqa: E731
+    return at_best(m) - at_best(m.iloc[:first])
