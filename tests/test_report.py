@@ -233,7 +233,7 @@ def test_load_only_reads_it_never_trains(tmp_path, monkeypatch):
     monkeypatch.setattr(grid, "run_smoke_grid", lambda *a, **kw: calls.append(a))
     monkeypatch.setattr(report, "run_smoke_grid", lambda *a, **kw: calls.append(a))
     with pytest.raises(ValueError, match=r"no exported smoke results.*run_smoke_grid"):
-        report.load("smoke", tmp_path / "results", runs_root=tmp_path / "runs", fallback=True)
+        report.load("smoke", tmp_path / "results")
     assert calls == [] and not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
 
 

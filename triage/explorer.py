@@ -497,7 +497,7 @@ class Explorer:
         """Read the stored results of ``profile`` and redraw (a message if there are none)."""
         from .report import load
         try:
-            self.results = load(profile, self.results_root, fallback=False)
+            self.results = load(profile, self.results_root)
         except (ValueError, OSError) as e:
             self.header.value = _msg(str(e), "error")
             self.tabs.layout.display = "none"

@@ -479,7 +479,7 @@ def _read(folder: Path, profile: str) -> Results:
     return Results(profile, runs, metrics, acts, prov, folder)
 
 
-def load(profile: str | None = None, root=None, *, runs_root=None, fallback: bool | None = None) -> Results:
+def load(profile: str | None = None, root=None) -> Results:
     """Read the exported results of a profile (see :func:`export`); never trains.
 
     A fresh clone holds the ``campaign``, ``cpu`` and ``wide`` results (``default_profile``
@@ -491,8 +491,6 @@ def load(profile: str | None = None, root=None, *, runs_root=None, fallback: boo
     Args:
         profile: campaign | cpu | smoke | paper | ...; None: :func:`default_profile`.
         root: results folder (default :func:`default_results_root`).
-        runs_root, fallback: accepted for older callers and ignored (``load`` used to train
-            the smoke grid when nothing was stored; that is :func:`triage.grid.run_smoke_grid` now).
 
     Raises:
         ValueError: unknown profile, or nothing stored for it (the message says how to make it).
