@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from triage.data import get_loaders
+from triage.loaders import get_loaders
 from triage.experiments import _frozen_features, make_config
 from triage.init import glorot_
 from triage.models import vgg16_bn

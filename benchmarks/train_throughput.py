@@ -8,7 +8,7 @@ the real train split from the data root), same batch size, same optimizer. Varia
   ``torchvision.datasets.CIFAR10(transform=...)`` does -- a ``DataLoader`` with N workers
   (pinned memory on CUDA), fp32, default memory format, ``loss.item()`` every batch as
   the PyTorch tutorials log it. Several N may be measured; the fastest is "naive".
-* ``triage-fp32``: triage's data path (``triage.data.DeviceLoader``: uint8 images resident
+* ``triage-fp32``: triage's data path (``triage.loaders.DeviceLoader``: uint8 images resident
   on the device, batched flip + normalise there) and ``triage.train.train_one_epoch``,
   in fp32 and the default memory format. Splits the gain into data path and precision.
 * ``triage``: what ``triage.run`` trains with: ``DeviceLoader`` + ``train_one_epoch`` with
@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 import triage  # noqa: E402
-from triage.data import DeviceLoader, channel_stats, load_split, spec  # noqa: E402
+from triage.data import channel_stats, load_split, spec  # noqa: E402
+from triage.loaders import DeviceLoader  # noqa: E402
 from triage.train import autocast_dtype, make_optimizer, train_one_epoch  # noqa: E402
 
 

@@ -389,3 +389,31 @@ def test_holm_matches_statsmodels():
     assert claims._holm(p) == pytest.approx(multipletests(p, method="holm")[1])
     got = claims._holm(np.array([0.02, np.nan, 0.01]))
     assert np.isnan(got[1]) and got[[0, 2]] == pytest.approx(multipletests([0.02, 0.01], method="holm")[1])
+
+
+# ----------------------------------------------------------------------------- the chapters' words
+def test_noise_glue_by_hand():
+    sd = pd.DataFrame({"regime": ["TM", "TM", "base", "base", "FM"], "sd": [0.5, 1.25, float("nan"), 0.1, 9.0],
+                       "test_se": [float("nan")] * 2 + [0.3, 0.4, float("nan")]})
+    assert claims_chapter.noise_glue(sd) == {"tm_sd_text": "0.50-1.25 points", "se_lo": 0.3, "se_hi": 0.4}
+    one_seed = sd.assign(sd=float("nan"))
+    assert claims_chapter.noise_glue(one_seed)["tm_sd_text"] == "not measurable yet (TM networks of one seed only)"
+
+
+def test_claims_by_model_and_its_words():
+    rng = noise(3, 0.3)
+    runs = make_runs(lambda s, b, i, r: 80 + rng[s, b, INITS.index(i) if i else 0, REGIMES.index(r) if r else 0],
+                     seeds=range(3), control=lambda s: 80.0)
+    table, reports = claims_chapter.claims_by_model({"VGG16-BN": runs, "resnet8": runs.iloc[:0]})
+    assert list(reports) == ["VGG16-BN"] and set(table["model"]) == {"VGG16-BN"}   # an empty grid is left out
+    assert "note" not in table.columns and len(table) == len(reports["VGG16-BN"].table())
+    text = claims_chapter.model_verdict_text(reports["VGG16-BN"], runs, "VGG16-BN", "cifar10")
+    v = reports["VGG16-BN"].verdicts
+    first = v[v["level"] == "data set"].iloc[0]
+    assert text.startswith(f"On cifar10, {len(runs)} VGG16-BN networks over 3 seed(s): {first['claim']} "
+                           f"{first['verdict']}; ") and text.endswith(".")
+    assert text.count(";") == len(claims.CLAIMS) - 1
+    assert claims_chapter.not_run_text("resnet8", "campaign", "cifar10", 1.0) == (
+        "**Not run yet**: no resnet8 runs are stored for the campaign profile and cifar10. Run `python -m triage "
+        "grid --profile campaign --dataset cifar10 --seeds 0 1 2 --set model=resnet8 width=1.0 --regimes thawed "
+        "--no-notebooks` (after the campaign), then rebuild the book.")

@@ -12,6 +12,7 @@ from torch import nn
 from triage import critical as cr
 from triage import critical_am as cam
 from triage import critical_distill as cd
+from triage import surgery
 from tiny_nets import assert_unchanged, snapshot
 from triage.models import vgg16_bn
 
@@ -289,63 +290,6 @@ def expected_params(cfg, in_channels, classes, hidden):
     return n + (c_in * hidden + hidden) + (hidden * classes + classes)
 
 
-def test_distill_keeps_exact_channels_and_matches_the_masked_copy():
-    model = tiny_vgg()
-    before = snapshot(model)
-    g = torch.Generator().manual_seed(1)
-    layers = cd.last_conv_layers(model)
-    assert layers == ["features.block4.conv1", "features.block4.conv2", "features.block4.conv3",
-                      "features.block5.conv1", "features.block5.conv2", "features.block5.conv3"]
-    sizes = [3, 5, 1, 7, 2, 4]
-    kept = {n: torch.randperm(32, generator=g)[:k] for n, k in zip(layers, sizes)}
-    small = cd.distill(model, kept)
-    # exact channel counts: convs, BNs, next convs' inputs, classifier input
-    units = cr.conv_units(small)
-    c_in = 16  # block 3's output at width 1/16
-    for n, k in zip(layers, sizes):
-        u = units[n]
-        assert (u.conv.in_channels, u.conv.out_channels, u.norm.num_features) == (c_in, k, k)
-        assert u.norm.running_mean.shape == (k,)
-        c_in = k
-    assert small.classifier[0].in_features == 4 and small.classifier[0].out_features == 32
-    assert small.cfg == ((4, 4), (8, 8), (16, 16, 16), (3, 5, 1), (7, 2, 4))
-    assert cd.model_size(small)["params"] == expected_params(small.cfg, 3, 10, 32)
-    assert torch.count_nonzero(small.classifier[-1].bias) == 0
-    # same logits as the original with the removed filters' outputs zeroed (and zero logit biases)
-    masked = cd.mask_filters(model, kept)
-    x = torch.randn(6, 3, 32, 32, generator=g)
-    with torch.no_grad():
-        zs, zm, z0 = small(x), masked(x), model(x)
-    assert torch.allclose(zs, zm, atol=1e-5, rtol=1e-4)
-    assert not torch.allclose(zs, z0, atol=1e-2)  # the removal does change the network
-    # the masked copy really silences the removed filters after the ReLU
-    acts = []
-    relu = cr.conv_units(masked)["features.block5.conv1"].act
-    h = relu.register_forward_hook(lambda _m, _i, out: acts.append(out.clone()))
-    with torch.no_grad():
-        masked(x)
-    h.remove()
-    dropped = sorted(set(range(32)) - set(kept["features.block5.conv1"].tolist()))
-    assert acts[0][:, dropped].abs().max() == 0
-    # ratio 1 keeps everything: the original network with zero logit biases
-    full = cd.distill(model, {n: range(32) for n in layers})
-    with torch.no_grad():
-        assert torch.allclose(full(x), z0 - model.classifier[-1].bias, atol=1e-5)
-    assert_unchanged(model, before)
-
-
-def test_distill_a_middle_layer_and_the_224_px_head():
-    model = tiny_vgg(resolution=224)
-    kept = {"conv4_2": [0, 2, 9], "conv5_3": [1, 30]}
-    small = cd.distill(model, kept, zero_logit_bias=False)
-    assert small.features.block4.conv2.out_channels == 3
-    assert small.features.block4.conv3.in_channels == 3 and small.features.block4.conv3.out_channels == 32
-    assert small.classifier[0].in_features == 2 * 49  # 7 x 7 columns per kept channel
-    x = torch.randn(1, 3, 224, 224)
-    with torch.no_grad():
-        assert torch.allclose(small(x), cd.mask_filters(model, kept, zero_logit_bias=False)(x), rtol=1e-5, atol=1e-4)
-
-
 def test_distilled_size_at_paper_scale():
     s = cd.distilled_size(vgg16_bn(10), 0.1)
     assert s["base_params"] == expected_params(vgg16_bn(10).cfg, 3, 10, 512)
@@ -460,13 +404,13 @@ def test_clear_errors_for_bad_input():
     with pytest.raises(ValueError, match="no Conv2d"):
         cam.activation_maximisation(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), "conv1_1", 0, shape=(3, 2, 2))
     with pytest.raises(TypeError, match="triage VGG"):
-        cd.distill(toy(), {"conv": [0]})
+        surgery.distill(toy(), {"conv": [0]})
     with pytest.raises(ValueError, match="0..31"):
-        cd.distill(model, {"conv5_1": [0, 32]})
+        surgery.distill(model, {"conv5_1": [0, 32]})
     with pytest.raises(ValueError, match="at least one filter"):
-        cd.mask_filters(model, {"conv5_1": []})
+        surgery.mask_filters(model, {"conv5_1": []})
     with pytest.raises(ValueError, match="repeat"):
-        cd.distill(model, {"conv5_1": [1, 1]})
+        surgery.distill(model, {"conv5_1": [1, 1]})
     with pytest.raises(ValueError, match="filter index out of range"):
         cam.activation_maximisation(model, "conv5_1", [32], steps=1, progress=False)
     with pytest.raises(ValueError, match="labels must be in 0..9"):
@@ -496,8 +440,8 @@ def test_real_cifar10_smoke_base(cifar_base):
     for c in range(10):
         order = torch.argsort(maps.score(layer)[c], descending=True)
         k = max(1, len(order) // 10)
-        z_top, _ = cd._logits(cd.mask_filters(model, {layer: order[k:]}, zero_logit_bias=False), test)
-        z_bot, _ = cd._logits(cd.mask_filters(model, {layer: order[:-k]}, zero_logit_bias=False), test)
+        z_top, _ = cd._logits(surgery.mask_filters(model, {layer: order[k:]}, zero_logit_bias=False), test)
+        z_bot, _ = cd._logits(surgery.mask_filters(model, {layer: order[:-k]}, zero_logit_bias=False), test)
         m = y0 == c
         top_moves.append(float((z_top[m, c] - z0[m, c]).abs().mean()))
         bottom_moves.append(float((z_bot[m, c] - z0[m, c]).abs().mean()))

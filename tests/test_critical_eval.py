@@ -13,6 +13,7 @@ from triage import critical_eval as ce
 from triage import critical_exclusive as cx
 from triage import studies
 from triage.models import VGG
+from triage.surgery import distill
 from test_critical import no_hooks, random_loader, tiny_vgg
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -112,7 +113,7 @@ def test_constructed_model_distils_each_class_to_its_own_group():
 
 def test_bn_calibration_re_estimates_the_distilled_statistics_by_hand():
     model = grouped_vgg()
-    small = cd.distill(model, {n: [2, 3] for n in cd.last_conv_layers(model)})   # class 1's group
+    small = distill(model, {n: [2, 3] for n in cd.last_conv_layers(model)})   # class 1's group
     loader = grouped_images(per_class=2, batch=8)   # one batch: 2 images of each of 4 classes
     cal = ce.calibrate(small, "bn", loader)
     # Conv4_1's kept filters output 1 on the class-1 images (2 of 8) and 0 on the rest

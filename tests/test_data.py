@@ -1,4 +1,5 @@
-"""Tests of triage.data on the real data in shared/data (MANIFEST.md gives the expected values)."""
+"""Tests of triage.data (and the triage.formats it reads with) on the real data in shared/data
+(MANIFEST.md gives the expected values). The loaders are tests/test_loaders.py."""
 import hashlib
 import os
 import pickle
@@ -10,8 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from triage import data as D
-from triage.data import (DATASETS, DataError, DeviceLoader, channel_stats, download, get_loaders,
-                         load_split, resolve_root, spec, stratified_subset)
+from triage import formats
+from triage.data import (DATASETS, DataError, channel_stats, download, load_split, resolve_root, source_spec, spec,
+                         stratified_subset, validation_split)
 
 MNIST_COUNTS = {"train": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
                 "test": [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]}
@@ -160,7 +162,7 @@ def test_disk_cache(shared_data, tmp_path, monkeypatch):
     def boom(files):
         raise AssertionError("decoded again")
     monkeypatch.setattr(D, "_MEMO", {})
-    monkeypatch.setattr(D, "_DECODERS", {**D._DECODERS, "idx": boom})
+    monkeypatch.setitem(formats.DECODERS, "idx", boom)
     x2, y2 = load_split("mnist", "test", root)                 # from the .npy cache
     assert torch.equal(x, x2) and torch.equal(y, y2)
     st = (raw / "t10k-labels-idx1-ubyte.gz").stat()
@@ -260,7 +262,7 @@ def test_dogs_official_layout(dogs_train, tmp_path):
     assert (x[1].float() - ref).abs().mean() < 3
     xt, yt = load_split("stanford_dogs", "test", tmp_path)
     assert xt.shape == (2, 3, 64, 64) and yt.tolist() == [1, 2]
-    _, _, sp = get_loaders("stanford_dogs", root=tmp_path)
+    sp = source_spec("stanford_dogs", tmp_path)
     assert "official photos" in sp.note and sp.num_classes == 120
 
 
@@ -340,7 +342,7 @@ def test_resolve_root(shared_data, tmp_path, monkeypatch):
     copy_mnist(shared_data, tmp_path / "cwd" / "data")         # ./data comes first
     monkeypatch.chdir(tmp_path / "cwd")
     assert resolve_root(dataset="mnist") == (tmp_path / "cwd" / "data").resolve()
-    assert D._locate("cifar10", resolve_root(dataset="cifar10"), "train")   # found further down
+    assert formats.locate("cifar10", resolve_root(dataset="cifar10"), "train")   # found further down
     monkeypatch.setattr(D, "_default_roots", lambda: [tmp_path / "x", tmp_path / "y"])
     with pytest.raises(DataError) as e:
         resolve_root(dataset="cifar100")
@@ -360,74 +362,14 @@ def test_stratified_subset(shared_data):
     assert len(stratified_subset(y, 0, seed=0)) == 0
 
 
-# ----------------------------------------------------------------------------- DeviceLoader
-@pytest.fixture(scope="module")
-def cifar_small(shared_data):
-    x, y = load_split("cifar10", "train", shared_data)
-    idx = stratified_subset(y, 100, seed=0)
-    mean, std = channel_stats("cifar10", shared_data)
-    return x[idx], y[idx], mean, std
-
-
-def test_loader_normalises(cifar_small):
-    x, y, mean, std = cifar_small
-    loader = DeviceLoader(x, y, batch_size=128, mean=mean, std=std, train=True)
-    assert len(loader) == 8 and loader.dataset_size == 1000
-    xs, ys = zip(*loader)
-    xb = torch.cat(xs)
-    assert xb.dtype == torch.float32 and xb.shape == (1000, 3, 32, 32)
-    assert torch.bincount(torch.cat(ys)).tolist() == [100] * 10      # every image once
-    assert xb.mean(dim=(0, 2, 3)).abs().max() < 0.05
-    assert (xb.std(dim=(0, 2, 3)) - 1).abs().max() < 0.05
-
-
-def test_loader_flip_and_order(cifar_small):
-    x, y, mean, std = cifar_small
-    kw = dict(batch_size=100, mean=mean, std=std, train=True, seed=7)
-    plain = list(DeviceLoader(x, y, flip=False, **kw))
-    flipped = list(DeviceLoader(x, y, flip=True, **kw))
-    n_flipped = 0
-    for (a, ya), (b, yb) in zip(plain, flipped):
-        assert torch.equal(ya, yb)                              # flips do not change the order
-        same = (a == b).flatten(1).all(1)
-        mirrored = (torch.flip(a, dims=[3]) == b).flatten(1).all(1)
-        assert (same ^ mirrored).all()                          # each sample: exactly one of the two
-        n_flipped += int(mirrored.sum())
-    assert 400 < n_flipped < 600
-    again = list(DeviceLoader(x, y, flip=True, **kw))
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(flipped, again))   # same seed, same batches
-    loader = DeviceLoader(x, y, flip=False, **kw)
-    e0 = torch.cat([b[1] for b in loader])
-    e1 = torch.cat([b[1] for b in loader])                      # next epoch: reshuffled
-    loader.set_epoch(0)
-    assert torch.equal(torch.cat([b[1] for b in loader]), e0)   # resumable
-    assert not torch.equal(e0, e1)
-
-
-def test_test_loader_is_plain(cifar_small):
-    x, y, mean, std = cifar_small
-    loader = DeviceLoader(x, y, batch_size=300, mean=mean, std=std, train=False)
-    xb = torch.cat([b[0] for b in loader])
-    expected = (x.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    assert torch.allclose(xb, expected, atol=1e-5)              # no shuffle, no flip
-    assert len(loader) == 4 and len(DeviceLoader(x, y, batch_size=300, mean=mean, std=std, train=False,
-                                                 drop_last=True)) == 3
-
-
-def test_loader_resolution_and_layout(cifar_small):
-    x, y, mean, std = cifar_small
-    loader = DeviceLoader(x, y, batch_size=16, mean=mean, std=std, train=True, resolution=64, channels_last=True)
-    xb, yb = next(iter(loader))
-    assert xb.shape == (16, 3, 64, 64) and yb.shape == (16,)
-    assert xb.is_contiguous(memory_format=torch.channels_last)
-
-
-def test_get_loaders(shared_data):
-    train, test, sp = get_loaders("mnist", root=shared_data, batch_size=64, train_per_class=20,
-                                  test_per_class=10, seed=1)
-    assert sp == spec("mnist")
-    assert train.dataset_size == 200 and test.dataset_size == 100 and len(train) == 4
-    assert train.train and train.flip and not test.train and not test.flip
-    assert train.mean == pytest.approx(channel_stats("mnist", shared_data)[0])
-    xb, yb = next(iter(train))
-    assert xb.shape == (64, 1, 32, 32) and yb.dtype == torch.int64
+def test_validation_split():
+    y = torch.tensor([0] * 10 + [1] * 4 + [2])
+    tr, va = validation_split(y, 0.25, seed=3)
+    assert torch.bincount(y[va], minlength=3).tolist() == [2, 1, 0]   # round(2.5) = 2; a singleton stays in train
+    assert torch.equal(torch.sort(torch.cat([tr, va])).values, torch.arange(len(y)))   # a partition
+    assert torch.equal(tr, torch.sort(tr).values) and torch.equal(va, torch.sort(va).values)
+    again = validation_split(y, 0.25, seed=3)
+    assert torch.equal(again[0], tr) and torch.equal(again[1], va)
+    assert any(not torch.equal(validation_split(y, 0.25, seed=s)[1], va) for s in range(4, 10))
+    with pytest.raises(ValueError, match="fraction"):
+        validation_split(y, 0.6, seed=0)

@@ -408,8 +408,11 @@ def test_explorer_in_chromium_through_voila(voila_url, tmp_path):
             page.screenshot(path=str(tmp_path / "explorer-compare.png"), full_page=True)
 
             page.select_option(".triage-a-dataset select", label="stanford_dogs (no results)")
-            wait_for(page, "the no-results message", lambda: "No stanford_dogs results" in page.inner_text("body"))
-            assert digest(page, "img.triage-a-curves") is None          # no stale figure beside it
+            # the message and the cleared figure are separate widget updates: wait for both, so that
+            # a stale figure beside the message still fails (after the timeout) without racing the page
+            wait_for(page, "the no-results message without a stale figure beside it",
+                     lambda: "No stanford_dogs results" in page.inner_text("body")
+                     and digest(page, "img.triage-a-curves") is None)
             page.select_option(".triage-b-seed select", label="1")
             page.select_option(".triage-b-block select", label="block 5")
             page.select_option(".triage-b-regime select", label="FM")

@@ -194,6 +194,26 @@ def test_failure_step_not_testable_with_one_seed_and_nothing_run():
             failure_report.verdict(res, margin=bad)
 
 
+def test_verdict_and_budget_text():
+    res = _results([(5.0, 6.0, 7.0)])
+    table, summ = failure_report.verdict(res, margin=1.0)
+    tag = "[profile: campaign; cifar10; seeds 0, 1, 2]"
+    assert failure_report.verdict_text(res, summ) == f"Verdict {tag}: {summ['text']}"
+    empty = failure_report.FailureResults("campaign", "cifar10", res.steps.iloc[:0], res.control.iloc[:0])
+    assert failure_report.verdict_text(empty, failure_report.verdict(empty)[1]) == (
+        "**Not run yet**: no step network of a compress-to-failure path is stored for the campaign profile and "
+        "cifar10. Run `python -m triage failure --profile campaign --dataset cifar10 --seeds 0 1 2` (after the "
+        "campaign), then rebuild the book.")
+    b = {"n": 7, "seconds_min": 470.2, "seconds_max": 1273.0, "seconds_median": 553.4, "seconds_per_epoch": 20.94,
+         "networks": 15, "networks_reused": 3, "score_epochs_total": 42, "hours": 2.1}
+    assert failure_report.budget_text(b, "cifar10") == (
+        "The 7 TM children of the cifar10 campaign trained on this machine's CPU took 470-1273 s (median 553 s, "
+        "20.9 s an epoch). A path of 3 seeds x 5 steps is 15 networks, 3 of them the grid's TM-MW children "
+        "(reused), plus 42 scoring epochs: about 2.1 hours of one core.")
+    assert failure_report.budget_text({"n": 0}, "mnist") == (
+        "No TM child of the mnist campaign is stored yet to measure the cost of a network.")
+
+
 def test_load_without_stored_paths_is_empty(tmp_path):
     res = failure_report.load("campaign", "cifar10", root=tmp_path / "results", runs_root=tmp_path / "runs")
     assert res.empty and res.seeds == [] and failure_report.verdict(res)[1]["text"].startswith("not run yet")

@@ -29,3 +29,19 @@ def test_verdicts_follow_the_numbers():
                                     index=["mnist", "cifar10"]))
     assert "point: more than any swept for every data set;" in none["filter_kmeans"]
     assert "As in the paper, vector quantisation of filters needs many clusters." in none["filter_kmeans"]
+
+
+def test_base_summary_and_table1_glue_by_hand():
+    res = {ds: {"meta": {"base_acc": acc, "test_images": 500},
+                "params": pd.DataFrame({"layer": ["conv", "total"], "params": [10, n]})}
+           for ds, acc, n in (("mnist", 0.99, 100), ("cifar10", 0.8, 300))}
+    s = fd.base_summary(res)
+    assert list(s.index) == ["mnist", "cifar10"]
+    assert s.loc["cifar10"].to_dict() == {"test accuracy": 0.8, "test images": 500, "parameters": 300}
+    assert s["test images"].dtype == int and s["parameters"].dtype == int
+    # a three-layer Table I: fc7's paper row counts its weights only, and the paper's total counts the biases
+    t1 = pd.DataFrame({"kind": ["conv", "fc", "fc", ""], "weights": [90, 400, 50, 540],
+                       "params": [100, 420, 55, 575], "share": [17.39, 73.04, 9.57, 100.0],
+                       "paper": [100, 400, 55, 575]}, index=["conv1", "fc7", "fc8", "total"])
+    assert fd.table1_glue(t1) == {"alex_total": 575, "alex_rows_equal": 3, "alex_rows": 3, "alex_fc7_weights": 400,
+                                  "alex_fc7_params": 420, "alex_rows_sum": 555, "alex_conv_share": 17.39}

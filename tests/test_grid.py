@@ -1,4 +1,4 @@
-"""Tests of triage/grid.py, executors.py and template.py: the grid of executed notebooks, the run store's resume, executors, errors.
+"""Tests of triage/grid.py, execute.py, executors.py and template.py: the grid of executed notebooks, the run store's resume, executors, errors.
 
 The papermill tests (marker ``notebook``, part of the default run) share one
 31-network MNIST smoke grid (module fixture, a few minutes on 2 CPU cores);
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import triage
-from triage import executors, grid, template
+from triage import execute, executors, grid, template
 from triage.__main__ import main as cli
 from triage.experiments import PROFILES, ConfigError, RunConfig, RunStore, make_config
 from triage.models import vgg16_bn
@@ -52,7 +52,7 @@ def _snapshot(paths):
     out = {}
     for d in paths:
         for f in Path(d).iterdir():
-            if f.is_file() and f.name != executors.LOCK_FILE:
+            if f.is_file() and f.name != execute.LOCK_FILE:
                 out[str(f)] = (f.stat().st_mtime_ns, hashlib.sha256(f.read_bytes()).hexdigest())
     return out
 
@@ -171,30 +171,30 @@ def test_block1_activations_remove_the_hook_when_the_forward_fails():
 def test_run_lock_is_exclusive_and_released_when_its_holder_is_killed(tmp_path):
     cfg = make_config("mnist")
     run_dir = RunStore(tmp_path).path(cfg)
-    lock = executors.RunLock(run_dir)
+    lock = execute.RunLock(run_dir)
     assert lock.acquire(blocking=False)
     try:
-        holder = executors.RunLock.holder(run_dir)
+        holder = execute.RunLock.holder(run_dir)
         assert holder["pid"] == os.getpid()
-        assert not executors.RunLock(run_dir).acquire(blocking=False)   # a second taker is refused
+        assert not execute.RunLock(run_dir).acquire(blocking=False)   # a second taker is refused
     finally:
         lock.release()
-    assert executors.RunLock.holder(run_dir) is None
+    assert execute.RunLock.holder(run_dir) is None
     # a holder killed with SIGKILL leaves no stale lock (the OS drops the flock)
-    code = ("import sys, time; from triage.executors import RunLock; lock = RunLock(sys.argv[1]); lock.acquire(); "
+    code = ("import sys, time; from triage.execute import RunLock; lock = RunLock(sys.argv[1]); lock.acquire(); "
             "print('locked', flush=True); time.sleep(60)")
     p = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "locked"
-        assert executors.RunLock.holder(run_dir)["pid"] == p.pid
+        assert execute.RunLock.holder(run_dir)["pid"] == p.pid
         state, detail = grid.network_state(RunStore(tmp_path), cfg)
         assert state == "running" and f"pid {p.pid}" in detail
     finally:
         p.kill()
         p.wait()
-    assert executors.RunLock.holder(run_dir) is None
+    assert execute.RunLock.holder(run_dir) is None
     assert grid.network_state(RunStore(tmp_path), cfg)[0] == "missing"
-    assert executors.RunLock(run_dir).acquire(blocking=False)
+    assert execute.RunLock(run_dir).acquire(blocking=False)
 
 
 def test_interrupted_training_resumes_from_its_last_epoch(tmp_path, triage_cache, monkeypatch):
@@ -369,7 +369,7 @@ def full_grid(tmp_path_factory, triage_cache):
 def _seed_base(src_root, dst_root, cfg):
     """Copy the finished base of ``cfg`` from one store into another (saves training it again)."""
     src, dst = RunStore(src_root).path(cfg), RunStore(dst_root).path(cfg)
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(executors.LOCK_FILE))
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(execute.LOCK_FILE))
     return dst
 
 
@@ -406,7 +406,7 @@ def test_smoke_grid_runs_31_networks_end_to_end(full_grid):
         assert scraps["key"] == cfg.key() and scraps["scheme"] == cfg.scheme
         assert scraps["max_test_acc"] == pytest.approx(row.max_test_acc)
         assert scraps["epochs_to_99pct"] == row.epochs_to_99pct
-        assert not (d / executors.ERROR_FILE).exists() and not (d / template.PARTIAL_NOTEBOOK).exists()
+        assert not (d / execute.ERROR_FILE).exists() and not (d / template.PARTIAL_NOTEBOOK).exists()
 
 
 @pytest.mark.notebook
@@ -457,7 +457,7 @@ def test_sigkill_mid_grid_then_rerun_keeps_finished_runs(full_grid, tmp_path):
         deadline = time.time() + 600
         # wait for 3 finished networks and a 4th executing, then kill -9
         while time.time() < deadline and p.poll() is None:
-            done = [c for c in slice_cfgs if executors.is_complete(store, c)]
+            done = [c for c in slice_cfgs if execute.is_complete(store, c)]
             busy = [c for c in slice_cfgs if (store.path(c) / template.PARTIAL_NOTEBOOK).exists()]
             if len(done) >= 3 and busy:
                 break
@@ -468,7 +468,7 @@ def test_sigkill_mid_grid_then_rerun_keeps_finished_runs(full_grid, tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
-    finished = [c for c in slice_cfgs if executors.is_complete(store, c)]
+    finished = [c for c in slice_cfgs if execute.is_complete(store, c)]
     assert 3 <= len(finished) < len(slice_cfgs)
     before = _snapshot(store.path(c) for c in finished)
     time.sleep(2)  # the orphaned kernel notices its parent died within 1 s and exits
@@ -505,13 +505,13 @@ def test_failed_network_is_recorded_and_the_grid_goes_on(full_grid, tmp_path, ca
     store = RunStore(root)
     failed, ok = cfgs[1], cfgs[2]
     assert failed.regime == "frozen" and ok.regime == "thawed"
-    record = json.loads((store.path(failed) / executors.ERROR_FILE).read_text())
+    record = json.loads((store.path(failed) / execute.ERROR_FILE).read_text())
     assert record["message"].startswith("RuntimeError: injected failure")
     assert any("injected failure" in line for line in record["traceback_tail"])
     kept = nbformat.read(store.path(failed) / template.NOTEBOOK, as_version=4)
     assert [o.ename for c in kept.cells if c.cell_type == "code" for o in c.outputs
             if o.output_type == "error"] == ["RuntimeError"]
-    assert executors.is_complete(store, ok)                       # the grid went on
+    assert execute.is_complete(store, ok)                       # the grid went on
     states = grid.grid_status(cfgs, root).set_index("name").state.to_dict()
     assert states == {"base": "done", "b1-random-frozen": "failed", "b1-random-thawed": "done"}
     assert cli(["status", "--profile", "smoke", "--dataset", "mnist", "--blocks", "1", "--inits", "random",
@@ -520,7 +520,7 @@ def test_failed_network_is_recorded_and_the_grid_goes_on(full_grid, tmp_path, ca
     # a rerun with the good template retries only the failed network
     assert cli(argv) == 0
     assert "1 trained, 2 reused" in capsys.readouterr().err
-    assert not (store.path(failed) / executors.ERROR_FILE).exists() and executors.is_complete(store, failed)
+    assert not (store.path(failed) / execute.ERROR_FILE).exists() and execute.is_complete(store, failed)
 
 
 @pytest.mark.notebook

@@ -349,43 +349,6 @@ def test_stored_child_lr_pilot():
     assert (decision["choice"] == "initial") == (diff > decision["margin"])
 
 
-def test_convergence_audit_by_hand():
-    t = pd.DataFrame([
-        # dataset, seed, name, block, stopping, epochs, epochs_trained, test_acc_at_best_val
-        ("mnist", 0, "base", 0, "plateau", 60, 32, 0.9930),
-        ("mnist", 0, "base", 0, "fixed", 64, 64, 0.9941),        # +0.11 pt: converged
-        ("cifar10", 0, "base", 0, "plateau", 60, 30, 0.7900),
-        ("cifar10", 0, "base", 0, "fixed", 60, 60, 0.8000),      # +1.0 pt: not converged
-        ("cifar10", 0, "control", 0, "plateau", 30, 30, 0.8100),  # the control is no audit
-        ("cifar100", 0, "base", 0, "plateau", 60, 40, 0.39),      # no audit run: left out
-    ], columns=["dataset", "seed", "name", "block", "stopping", "epochs", "epochs_trained", "test_acc_at_best_val"])
-    a = tables.convergence_audit(t).set_index("dataset")
-    assert list(a.index) == ["cifar10", "mnist"]
-    assert a.loc["mnist", "gain"] == pytest.approx(0.0011) and a.loc["mnist", "converged"]
-    assert a.loc["cifar10", "gain"] == pytest.approx(0.01) and not a.loc["cifar10", "converged"]
-    assert (a.loc["cifar10", "base_epochs"], a.loc["cifar10", "audit_epochs"]) == (30, 60)
-    assert tables.convergence_audit(pd.DataFrame()).empty
-
-
-def test_convergence_audit_within_the_audit_run(tmp_path):
-    """A GPU base audited on the CPU: the verdict compares the audit run with its own first epochs."""
-    audit = tmp_path / "audit"
-    audit.mkdir()
-    # 6 epochs; the base stopped after 3. Best val in the first 3: epoch 2 (test 0.70);
-    # over all 6: epoch 5 (test 0.72) -> within-run gain +2 pt, although the audit as a
-    # whole is 1 pt below the (GPU) base.
-    pd.DataFrame({"epoch": range(1, 7), "val_acc": [0.5, 0.7, 0.6, 0.65, 0.71, 0.69],
-                  "test_acc": [0.5, 0.70, 0.61, 0.66, 0.72, 0.68]}).to_csv(audit / "metrics.csv", index=False)
-    t = pd.DataFrame([
-        ("cifar10", 0, "base", 0, "plateau", 60, 3, 0.73, "cuda", None),
-        ("cifar10", 0, "base", 0, "fixed", 6, 6, 0.72, "cpu", str(audit)),
-    ], columns=["dataset", "seed", "name", "block", "stopping", "epochs", "epochs_trained", "test_acc_at_best_val",
-                "device", "run_dir"])
-    a = tables.convergence_audit(t).iloc[0]
-    assert a["gain"] == pytest.approx(-0.01) and a["gain_within"] == pytest.approx(0.02)
-    assert not a["converged"] and a["devices"] == "cuda / cpu"
-
-
 def test_model_runs_reads_a_resnet_grid_as_a_grid(tmp_path):
     """Beyond the paper: a ResNet-8 grid beside VGG's, names without the model prefix for the plots and
     claims; runs of other models and outside the grid are left out."""

@@ -36,7 +36,7 @@ def test_block1_activations_of_a_resnet_stage():
 
 
 def test_block1_record_of_the_base_is_one(tmp_path):
-    from triage.data import get_loaders
+    from triage.loaders import get_loaders
     from triage.models import vgg16_bn
     torch.manual_seed(0)
     base = vgg16_bn(10, in_channels=1, width=1 / 16)

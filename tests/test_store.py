@@ -1,11 +1,14 @@
-"""Tests of triage.store: addresses worked out by hand, atomic writes, partial entries recomputed."""
+"""Tests of triage.store: addresses worked out by hand, atomic writes, partial entries recomputed,
+runs and analyses side by side in one store."""
 import hashlib
 import json
 import os
 
 import pytest
 
+import triage
 from triage import store as st
+from triage.config import make_config
 
 SPEC = {"analysis": "autopsy", "format": 1, "run": "base-1da443184428", "dataset": "mnist", "split": "test",
         "batch_size": 256, "params": {"max_batches": 8, "ks": (2, 4)}}
@@ -118,3 +121,81 @@ def test_atomic_write_bytes_keeps_the_old_file_on_error(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         st.atomic_write_bytes(f, b"half")
     assert json.loads(f.read_text()) == {"x": 1} and [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+# ----------------------------------------------------------------------------- runs and analyses in one store
+
+def test_one_store_holds_a_run_and_an_analysis_side_by_side(tmp_path):
+    s = st.Store(tmp_path / "store", results=tmp_path / "exports")
+    cfg = make_config("mnist", profile="smoke")                     # the smoke MNIST base
+    run = f"base-{cfg.key()}"
+    run_dir = tmp_path / "store" / "smoke" / "mnist" / run          # by hand: <root>/<profile>/<dataset>/<name>-<key>
+    export = tmp_path / "exports" / "smoke" / "runs" / "mnist" / run
+    assert s.path(cfg) == s.run_path(cfg) == run_dir and s.export_path(cfg) == export
+    assert s.find(cfg) is None and not s.is_done(cfg)
+
+    run_dir.mkdir(parents=True)
+    (run_dir / "summary.json").write_text("{}")
+    assert not s.is_done(cfg)                                       # no weights yet: not done in the run store
+    (run_dir / "weights.pt").write_bytes(b"w")
+    assert s.find(cfg) == run_dir and s.is_done(cfg)
+
+    where = ("autopsy", "smoke", "mnist", run)                       # the analysis of that run, same root
+    entry = tmp_path / "store" / "autopsy" / "smoke" / "mnist" / run / st.address(SPEC)
+    assert s.path(SPEC, where) == s.entry_path(SPEC, where) == entry
+    e = s.put(SPEC, write_table, where)
+    assert s.get(SPEC, where).path == e.path and s.entries(where) == [e]
+    assert s.entries(("smoke", "mnist")) == []                      # a run folder is not an analysis entry
+    assert s.find(cfg) == run_dir                                   # the entry leaves the run alone
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["autopsy", "smoke"]
+
+    (run_dir / "weights.pt").unlink()                               # a fresh clone: only the export
+    assert s.find(cfg) is None
+    export.mkdir(parents=True)
+    (export / "summary.json").write_text("{}")
+    assert s.find(cfg) == export and s.is_done(cfg)
+
+
+def test_damage_to_an_analysis_in_a_shared_store_is_recomputed_and_spares_the_run(tmp_path):
+    s = st.Store(tmp_path, results=None)
+    cfg = make_config("mnist", profile="smoke")
+    s.path(cfg).mkdir(parents=True)
+    for name in ("summary.json", "weights.pt"):
+        (s.path(cfg) / name).write_text("x")
+    path = s.put(SPEC, write_table, ("smoke", "mnist", "a")).path
+    (path / "t.csv").write_text("a,b\n1,3\n")                      # same size, other bytes
+    assert s.get(SPEC, ("smoke", "mnist", "a")) is None
+
+    def half(folder):
+        (folder / "t.csv").write_text("a,b\n")
+        raise RuntimeError("killed while writing")
+
+    with pytest.raises(RuntimeError):
+        s.put(SPEC, half, ("smoke", "mnist", "a"))
+    assert sorted(p.name for p in (tmp_path / "smoke" / "mnist").iterdir()) == ["a", f"base-{cfg.key()}"]
+    assert [p.name for p in path.parent.iterdir()] == [st.address(SPEC)]   # no temporary left
+    s.put(SPEC, write_table, ("smoke", "mnist", "a"))
+    assert (s.get(SPEC, ("smoke", "mnist", "a")).path / "t.csv").read_text() == "a,b\n1,2\n"
+    assert s.find(cfg) == s.path(cfg)
+
+
+def test_a_run_is_placed_by_its_config_alone(tmp_path):
+    s = st.Store(tmp_path, results=None)
+    with pytest.raises(TypeError, match="config alone"):
+        s.path(make_config("mnist", profile="smoke"), ("cpu",))
+    assert s.export_path(make_config("mnist", profile="smoke")) is None
+
+
+def test_the_compatibility_names_construct_store(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRIAGE_RUNS", raising=False)
+    monkeypatch.delenv("TRIAGE_RESULTS", raising=False)
+    assert st.RunStore is st.Store and triage.Store is st.Store and triage.RunStore is st.Store
+    assert "Store" in st.__all__
+    r = st.ResultStore(tmp_path)
+    assert type(r) is st.Store and r == st.Store(tmp_path, results=None) and r.root == tmp_path
+    assert st.RunStore(tmp_path, tmp_path / "r").results == tmp_path / "r"
+    assert st.RunStore(tmp_path).results is None                     # a store chosen elsewhere exports nothing
+    assert st.Store() == st.Store(st.default_runs_root(), st.default_results_root())  # the checkout's own
+    monkeypatch.setenv("TRIAGE_RESULTS", str(tmp_path / "res"))
+    assert st.Store(tmp_path).results == tmp_path / "res" / "triage"
+    assert st.ResultStore(tmp_path).results is None                  # analyses are never exported

@@ -3,6 +3,7 @@ the one-off migration of results stored before the store."""
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -126,6 +127,25 @@ def test_am_run_stores_and_reads_back(cifar_base, tmp_path):
         studies.am_run(cfg, maps, ["cat"], **{**kw, "top_k": 0})
 
 
+def test_autopsy_bases_reads_every_data_set_through_one_store(monkeypatch, tmp_path):
+    """The chapter's bases: one config per data set, the given run store and the committed export."""
+    calls = []
+    monkeypatch.setattr(studies, "autopsy_run", lambda cfg, **kw: calls.append((cfg, kw)) or {"dataset": cfg.dataset})
+    res = studies.autopsy_bases("smoke", ["mnist", "cifar10"], seed=1, runs_root=tmp_path / "runs",
+                                results_dir=tmp_path / "analyses", max_batches=2)
+    assert res == {"mnist": {"dataset": "mnist"}, "cifar10": {"dataset": "cifar10"}}   # in the order asked
+    (cfg, kw), _ = calls
+    repo = Path(studies.__file__).resolve().parents[1]
+    assert (cfg.dataset, cfg.profile, cfg.seed, kw["seed"], kw["max_batches"]) == ("mnist", "smoke", 1, 1, 2)
+    assert kw["store"].root == tmp_path / "runs" and kw["store"].results == repo / "results" / "triage"
+    assert kw["results_dir"] == tmp_path / "analyses"
+    monkeypatch.setenv("TRIAGE_RUNS", str(tmp_path / "env-runs"))
+    calls.clear()
+    studies.autopsy_bases("smoke", ["mnist"])
+    assert calls[0][1]["store"].root == tmp_path / "env-runs"
+    assert calls[0][1]["results_dir"] == repo / "results" / "autopsy"
+
+
 # ----------------------------------------------------------------------------- one base run folder, stored
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
@@ -183,6 +203,12 @@ def test_critical_base_stores_and_reads_back(tiny_run, tmp_path):
     v = cc.verdicts(again, ("cat",))
     assert len(v) == 7 and set(v["verdict"]) <= {"reproduces", "partly", "does not reproduce"}
     assert (v["why"] == "").eq(v["verdict"] == "reproduces").all()   # every failure says why
+    # the smoke base is narrow: every claim that fails says this width cannot test it
+    assert again["meta"]["width"] < cc.NARROW_WIDTH
+    assert v.loc[v["verdict"] != "reproduces", "why"].str.endswith(
+        f"; at width {again['meta']['width']:g} the layers are too narrow to test this").all()
+    wide = cc.verdicts({**again, "meta": {**again["meta"], "width": 1.0}}, ("cat",))
+    assert not wide["why"].str.contains("too narrow").any()
     # a book without the run store finds the base through its stored results
     import triage
     empty = triage.RunStore(tmp_path / "no-runs", results=None)

@@ -1,4 +1,7 @@
-"""Command line: ``python -m triage run ...`` (also installed as ``triage``)."""
+"""Command line: ``python -m triage run ...`` (also installed as ``triage``).
+
+Reason to change: a command, its arguments or its help (the handlers live with what they run).
+"""
 from __future__ import annotations
 
 import argparse

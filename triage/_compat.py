@@ -2,6 +2,8 @@
 
 torchvision is used only where it adds value (downloading the public data sets,
 reading its VGG16-BN weights). The core runs on plain torch.
+
+Reason to change: an optional dependency's import or a torchvision build's missing ops.
 """
 from __future__ import annotations
 

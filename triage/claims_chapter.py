@@ -11,9 +11,10 @@ Example:
 """
 from __future__ import annotations
 
-from .claims import _RULES, CLAIMS, ClaimsReport
+from .claims import _RULES, CLAIMS, MARGIN, ClaimsReport, check_claims
 
-__all__ = ["explain", "summary_markdown", "plot_claim", "plot_cka"]
+__all__ = ["explain", "summary_markdown", "noise_glue", "claims_by_model", "model_verdict_text", "not_run_text",
+           "plot_claim", "plot_cka"]
 
 
 def explain(rep: ClaimsReport, claim: str, dataset: str) -> str:
@@ -79,6 +80,52 @@ def summary_markdown(rep: ClaimsReport, claim: str) -> str:
             text += f". {r.note[0].upper()}{r.note[1:]}"
         lines.append(text + f". {explain(rep, claim, r.dataset)}")
     return "\n".join(lines)
+
+
+def noise_glue(sd) -> dict:
+    """The noise the margin is set against, in words: ``tm_sd_text`` (the range of a TM network's
+    seed-to-seed SD, or why it cannot be measured yet), ``se_lo`` and ``se_hi`` (the range of the
+    binomial SE of one base accuracy), all in points.
+
+    Args:
+        sd: :func:`triage.claims_tables.seed_sd` output.
+    """
+    tm_sd, se = sd[sd["regime"] == "TM"]["sd"], sd[sd["regime"] == "base"]["test_se"]
+    return {"tm_sd_text": (f"{tm_sd.min():.2f}-{tm_sd.max():.2f} points" if tm_sd.notna().any() else
+                           "not measurable yet (TM networks of one seed only)"),
+            "se_lo": float(se.min()), "se_hi": float(se.max())}
+
+
+def claims_by_model(runs_by_model: dict, margin: float = MARGIN):
+    """The claims tested on each architecture's grid, side by side (the Beyond chapter).
+
+    Args:
+        runs_by_model: model label -> its runs table (an empty one is left out).
+        margin: the claims' margin (points).
+
+    Returns:
+        ``(table, reports)``: :meth:`ClaimsReport.table` of every model (without its notes) with a
+        ``model`` column; and model label -> :class:`ClaimsReport`.
+    """
+    import pandas as pd
+    reports = {name: check_claims(runs, margin=margin) for name, runs in runs_by_model.items() if len(runs)}
+    table = pd.concat([rep.table().drop(columns="note", errors="ignore").assign(model=name)
+                       for name, rep in reports.items()], ignore_index=True)
+    return table, reports
+
+
+def model_verdict_text(rep: ClaimsReport, runs, model: str, dataset: str) -> str:
+    """One line on a model's grid: its networks and seeds, then each claim's verdict on ``dataset``."""
+    v = rep.verdicts[rep.verdicts["level"] == "data set"]
+    return (f"On {dataset}, {len(runs)} {model} networks over {runs['seed'].nunique()} seed(s): "
+            + "; ".join(f"{r.claim} {r.verdict}" for r in v.itertuples()) + ".")
+
+
+def not_run_text(model: str, profile: str, dataset: str, width: float) -> str:
+    """Markdown for a model grid not stored yet: what is missing and the command that trains it."""
+    return (f"**Not run yet**: no {model} runs are stored for the {profile} profile and {dataset}. Run "
+            f"`python -m triage grid --profile {profile} --dataset {dataset} --seeds 0 1 2 --set model={model} "
+            f"width={width} --regimes thawed --no-notebooks` (after the campaign), then rebuild the book.")
 
 
 _COLOURS = {"holds": "tab:green", "does not hold": "tab:red", "not testable at this n": "tab:gray",

@@ -17,7 +17,7 @@ Definitions (the paper's symbols did not survive in its text; these are ours):
   map (H x W), i.e. what the next layer sees. The paper takes the activation
   "after the filter" of a VGG16 whose convs feed ReLUs; with BN in between, the
   post-BN-ReLU map is the filter's only output, and removing the filter means
-  setting exactly this map to zero (see :func:`mask_filters`). A unit without
+  setting exactly this map to zero (see :func:`triage.surgery.mask_filters`). A unit without
   ReLU (or BN) uses its BN (or conv) output instead.
 * **Mean absolute activation** (Sec. 2.2 (1)), ``A[c, k]``: the mean over the
   images of class ``c`` and the H*W positions of ``|a_k(x)|`` (after a ReLU,

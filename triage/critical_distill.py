@@ -6,12 +6,13 @@ one-vs-all detector it leaves is scored.
 Sec. 3 of *Distilling Critical Paths in Convolutional Neural Networks* (definitions in
 :mod:`triage.critical`): for class ``c``, in each of the last six conv layers keep the
 ``ceil(ratio * filters)`` filters of largest score (:func:`select_filters`), remove the others
-physically (:func:`distill`; :func:`mask_filters` zeroes them instead), zero the logit biases
-and do not retrain; then read the distilled network as a one-vs-all detector of ``c``
+physically (:func:`triage.surgery.distill`; :func:`triage.surgery.mask_filters` zeroes them
+instead), zero the logit biases and do not retrain; then read the distilled network as a one-vs-all detector of ``c``
 (:func:`one_vs_all`, :func:`distillation_table`, :func:`ratio_sweep`). :func:`analyse` does
 all of it with the maps and Fig. 1b. Thresholds, calibration and exclusiveness are in
-:mod:`triage.critical_eval` and :mod:`triage.critical_exclusive`. (The surgery here,
-:func:`distill` and :func:`mask_filters`, is meant to move to :mod:`triage.surgery`.)
+:mod:`triage.critical_eval` and :mod:`triage.critical_exclusive`. The surgery itself,
+:func:`~triage.surgery.distill` and :func:`~triage.surgery.mask_filters`, is :mod:`triage.surgery`'s
+(it returns a new module); both stay importable from here.
 
     >>> maps = critical.class_maps(model, train_loader)                          # doctest: +SKIP
     >>> small, kept = critical_distill.distill_class(model, maps, "cat", 0.1)    # doctest: +SKIP
@@ -20,11 +21,9 @@ all of it with the maps and Fig. 1b. Thresholds, calibration and exclusiveness a
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import math
-from collections import OrderedDict
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,9 +31,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .critical import (_PAPER_NAME, COLLAPSE_TOL, PAPER_LAYERS, PAPER_RATIO, RULES, ClassMaps, _batches, _check_ratio,
-                       _device_of, _EvalMode, class_maps, conv_units, layer_differentiation, paper_name, resolve_layers)
+from .critical import (COLLAPSE_TOL, PAPER_LAYERS, PAPER_RATIO, RULES, ClassMaps, _batches, _check_ratio, _device_of,
+                       _EvalMode, class_maps, conv_units, layer_differentiation, resolve_layers)
 from .models import VGG
+from .surgery import distill, mask_filters  # noqa: F401  (the surgery lives in triage.surgery; kept importable here)
 
 __all__ = ["last_conv_layers", "select_filters", "distill", "mask_filters", "distill_class", "model_size",
            "distilled_size", "one_vs_all", "distillation_table", "ratio_sweep", "summarise_sweep", "breakdown_ratio",
@@ -85,162 +85,6 @@ def select_filters(maps: ClassMaps, cls, ratio: float = PAPER_RATIO, layers=None
         order = torch.argsort(s, descending=True, stable=True)
         kept[n] = torch.sort(order[:k]).values
     return kept
-
-
-def _check_kept(model: nn.Module, kept: Mapping[str, Sequence[int]]) -> "OrderedDict[str, torch.Tensor]":
-    all_units = conv_units(model)
-    out = OrderedDict()
-    for name, idx in kept.items():
-        q = resolve_layers(model, name)[0]
-        idx = torch.as_tensor(idx, dtype=torch.long).flatten().cpu()
-        k = all_units[q].filters
-        if len(idx) == 0:
-            raise ValueError(f"{paper_name(q)}: at least one filter must be kept")
-        if int(idx.min()) < 0 or int(idx.max()) >= k:
-            raise ValueError(f"{paper_name(q)}: filter indices must be in 0..{k - 1}")
-        if len(torch.unique(idx)) != len(idx):
-            raise ValueError(f"{paper_name(q)}: kept filter indices repeat")
-        out[q] = torch.sort(idx).values
-    return out
-
-
-def _logit_layer(model: nn.Module) -> nn.Linear:
-    lin = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not lin:
-        raise ValueError("the model has no nn.Linear logit layer")
-    return lin[-1]
-
-
-def mask_filters(model: nn.Module, kept: Mapping[str, Sequence[int]], *,
-                 zero_logit_bias: bool = True) -> nn.Module:
-    """A copy of ``model`` whose removed filters output zero: the reference for :func:`distill`.
-
-    For every layer in ``kept``, the filters not kept get BN weight and bias 0
-    (and, in a unit without BN, conv weight and bias 0). In eval mode, and in
-    train mode too, their BN output -- and so their post-ReLU map -- is then
-    exactly 0, which is what removing them means to every later layer.
-
-    Args:
-        model: the network (not modified).
-        kept: ``{layer: kept filter indices}`` (e.g. from :func:`select_filters`).
-        zero_logit_bias: zero the last Linear's bias, as distillation does.
-    """
-    kept = _check_kept(model, kept)
-    out = copy.deepcopy(model)
-    all_units = conv_units(out)
-    with torch.no_grad():
-        for name, idx in kept.items():
-            u = all_units[name]
-            drop = torch.ones(u.filters, dtype=torch.bool)
-            drop[idx] = False
-            drop = drop.to(u.conv.weight.device)
-            if u.norm is not None and u.norm.affine:
-                u.norm.weight[drop] = 0
-                u.norm.bias[drop] = 0
-            else:
-                u.conv.weight[drop] = 0
-                if u.conv.bias is not None:
-                    u.conv.bias[drop] = 0
-                if u.norm is not None:  # BN without affine: (0 - mean)/std is not 0
-                    raise ValueError(f"{paper_name(name)}: cannot mask a filter followed by a "
-                                     "BatchNorm without affine parameters")
-        if zero_logit_bias and _logit_layer(out).bias is not None:
-            _logit_layer(out).bias.zero_()
-    return out
-
-
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
-def distill(model: VGG, kept: Mapping[str, Sequence[int]], *, zero_logit_bias: bool = True) -> VGG:
-    """Physically remove every filter not in ``kept`` (Sec. 3), without retraining.
-
-    Each listed conv keeps only the kept output channels (weights, bias and its BN's
-    weight, bias and running statistics); the next conv keeps only the matching
-    input channels, and after the last conv the classifier's first Linear keeps
-    only the matching input columns (one per channel with the 32/64-px head's
-    global pooling, 7*7 per channel with the 224-px head). The logit biases are set
-    to zero (Sec. 3: the old biases no longer fit the smaller network).
-    ``model`` is not modified.
-
-    Args:
-        model: a :class:`triage.models.VGG`.
-        kept: ``{layer: kept filter indices}`` (e.g. from :func:`select_filters`).
-        zero_logit_bias: set the last Linear's bias to zero (the paper's choice).
-
-    Returns:
-        A new VGG; its ``cfg`` lists the new channel counts.
-
-    Example:
-        >>> from triage.models import vgg16_bn
-        >>> m = vgg16_bn(10, width=1 / 16)
-        >>> small = distill(m, {"conv5_3": [0, 5]})
-        >>> small.features.block5.conv3.out_channels, small.classifier[0].in_features
-        (2, 2)
-    """
-    if not isinstance(model, VGG):
-        raise TypeError(f"distill needs a triage VGG (for its classifier layout), got {type(model).__name__}")
-    kept = _check_kept(model, kept)
-    out = copy.deepcopy(model)
-    prev = None  # kept output channels of the previous conv (None: all)
-    block_cfg = {}
-    with torch.no_grad():
-        for name, u in conv_units(out).items():
-            keep_out, keep_in = kept.get(name), prev
-            conv = u.conv
-            if keep_out is not None or keep_in is not None:
-                if conv.groups != 1:
-                    raise ValueError(f"{paper_name(name)}: grouped convs are not supported")
-                w = conv.weight
-                b = conv.bias
-                if keep_out is not None:
-                    w = w[keep_out.to(w.device)]
-                    b = b[keep_out.to(w.device)] if b is not None else None
-                if keep_in is not None:
-                    w = w[:, keep_in.to(w.device)]
-                new = nn.Conv2d(w.shape[1], w.shape[0], conv.kernel_size, conv.stride, conv.padding,
-                                conv.dilation, bias=b is not None, padding_mode=conv.padding_mode)
-                new = new.to(device=w.device, dtype=w.dtype)
-                new.weight.copy_(w)
-                if b is not None:
-                    new.bias.copy_(b)
-                _set(out, name, new)
-                if keep_out is not None and u.norm is not None:
-                    bn, i = u.norm, keep_out.to(w.device)
-                    nb = type(bn)(len(i), eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
-                                  track_running_stats=bn.track_running_stats).to(device=w.device, dtype=w.dtype)
-                    if bn.affine:
-                        nb.weight.copy_(bn.weight[i])
-                        nb.bias.copy_(bn.bias[i])
-                    if bn.track_running_stats:
-                        nb.running_mean.copy_(bn.running_mean[i])
-                        nb.running_var.copy_(bn.running_var[i])
-                        nb.num_batches_tracked.copy_(bn.num_batches_tracked)
-                    nb.train(bn.training)
-                    _set(out, u.norm_name, nb)
-            prev = keep_out
-            m = _PAPER_NAME.search(name)
-            if m:
-                block_cfg.setdefault(int(m.group(1)), []).append(
-                    len(keep_out) if keep_out is not None else conv.out_channels)
-        if prev is not None:  # the last conv was distilled: cut the classifier's input columns
-            first = out.classifier[0]
-            per_channel = first.in_features // model.cfg[-1][-1]
-            cols = (prev.to(first.weight.device).view(-1, 1) * per_channel
-                    + torch.arange(per_channel, device=first.weight.device)).flatten()
-            lin = nn.Linear(len(cols), first.out_features, bias=first.bias is not None)
-            lin = lin.to(device=first.weight.device, dtype=first.weight.dtype)
-            lin.weight.copy_(first.weight[:, cols])
-            if first.bias is not None:
-                lin.bias.copy_(first.bias)
-            out.classifier[0] = lin
-        if zero_logit_bias and _logit_layer(out).bias is not None:
-            _logit_layer(out).bias.zero_()
-    out.cfg = tuple(tuple(block_cfg[b]) for b in sorted(block_cfg)) if block_cfg else model.cfg
-    out.train(model.training)
-    return out
 
 
 def distill_class(model: VGG, maps: ClassMaps, cls, ratio: float = PAPER_RATIO, layers=None

@@ -50,6 +50,7 @@ from . import critical as cr
 from . import critical_distill as cd
 from .kmeans import recalibrate_bn
 from .models import VGG
+from .surgery import distill
 
 __all__ = ["PAPER_TP", "DECISION_RULES", "Calibration", "CALIBRATIONS", "DEFAULT_RATIOS", "decision",
            "threshold_for_tp", "fp_at_tp", "detector_rates", "roc_points", "calibrate", "distillation_rates",
@@ -281,21 +282,21 @@ def calibrate(distilled: VGG, calibration: str, bn_loader=None, *, first_layer: 
               bn_batches: int | None = None) -> VGG:
     """A copy of a distilled network prepared as :data:`CALIBRATIONS` ``[calibration]`` says.
 
-    ``paper`` changes nothing (:func:`triage.critical.distill` has zeroed the logit biases).
+    ``paper`` changes nothing (:func:`triage.surgery.distill` has zeroed the logit biases).
     ``bn``: the running statistics of every BN from ``first_layer`` up are re-estimated on
     ``bn_loader`` (training images) with :func:`triage.kmeans.recalibrate_bn`; the layers
     below are those of the original network, whose statistics still hold. ``hidden0``:
     the hidden Linear layers' biases are zeroed too.
 
     Args:
-        distilled: output of :func:`triage.critical.distill` (not modified).
+        distilled: output of :func:`triage.surgery.distill` (not modified).
         calibration: a name in :data:`CALIBRATIONS`.
         bn_loader: training images (needed by the ``bn`` calibrations).
         first_layer: the first distilled conv; default the first of the last six.
         bn_batches: use only the first batches of ``bn_loader``.
 
     Example:
-        >>> small = calibrate(critical.distill(model, kept), "bn", train_loader)   # doctest: +SKIP
+        >>> small = calibrate(surgery.distill(model, kept), "bn", train_loader)   # doctest: +SKIP
     """
     cal = _check_calibrations(calibration)[0]
     if not isinstance(distilled, VGG):
@@ -394,7 +395,7 @@ def distillation_rates(model: VGG, maps: cr.ClassMaps, test_loader, *, val_loade
             kept = cd.select_filters(maps, c, ratio, names)
             sig = tuple((n, tuple(v.tolist())) for n, v in kept.items())
             if sig not in done:
-                small = cd.distill(model, kept)
+                small = distill(model, kept)
                 done[sig] = (_calibrated_logits(small, first, heads, cals, bn_batches), cd.model_size(small))
             logits, size = done[sig]
             if _logits_at is not None and ratio == _logits_at[0]:

@@ -31,7 +31,7 @@ __all__ = ["kept_filters", "chance_overlap", "null_mean_jaccard", "exclusiveness
 
 # ----------------------------------------------------------------------------- exclusiveness
 def kept_filters(maps: cr.ClassMaps, ratio: float = cr.PAPER_RATIO, classes=None, layers=None) -> pd.DataFrame:
-    """The critical filters of every class (:func:`triage.critical.select_filters`), long:
+    """The critical filters of every class (:func:`triage.critical_distill.select_filters`), long:
     ``class``, ``class_name``, ``layer``, ``paper_name``, ``filter``."""
     rows = []
     for c in _class_list(maps, classes):
@@ -97,7 +97,7 @@ def exclusiveness(maps: cr.ClassMaps, ratio: float = cr.PAPER_RATIO, layers=None
     """Overlap of the kept filter sets of every pair of classes in every distilled layer.
 
     Args:
-        maps: the class maps (the kept sets are :func:`triage.critical.select_filters`).
+        maps: the class maps (the kept sets are :func:`triage.critical_distill.select_filters`).
         ratio: reserved ratio.
         layers: layers; default the maps' last six.
         classes: classes; default all.

@@ -1,43 +1,41 @@
-"""Data sets of Deep Net Triage and the on-device input pipeline.
+"""Data sets of Deep Net Triage: what they are, how they are read from disk, which images a run uses.
+
+One reason to change: what the data sets are and which of their images a run gets (specs
+and class names, finding the data root, the decoded-array cache, channel statistics, the
+stratified subsets and the validation split, the download). The files' on-disk layouts and
+their decoders are :mod:`triage.formats`; how images reach training (batches cut, flipped,
+normalised on the device) is :mod:`triage.loaders`, which imports this module, never the
+reverse.
 
 The paper trains VGG16-BN on MNIST, CIFAR-10, CIFAR-100 and Stanford Dogs.
 Each data set is read from whichever supported layout is under the data root
 (the official downloads, or the compact lossless files of ``shared/data``,
 see its MANIFEST.md), decoded once to uint8 ``(N, C, H, W)`` tensors and
-cached on disk. Training batches are then cut, flipped, normalised and
-resized on the device (airbench style), so no DataLoader workers are needed.
+cached on disk.
 
-    >>> train, test, sp = get_loaders("cifar10", batch_size=256, train_per_class=500)
-    >>> x, y = next(iter(train))       # float32 (256, 3, 32, 32), int64 (256,)
+    >>> x, y = load_split("cifar10", "train")      # uint8 (50000, 3, 32, 32), int64 (50000,)
+    >>> idx = stratified_subset(y, 500, seed=0)    # 500 images of every class
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import math
 import os
-import pickle
 import tempfile
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-__all__ = [
-    "DATASETS", "DataError", "DatasetSpec", "spec", "resolve_root", "load_split",
-    "channel_stats", "stratified_subset", "validation_split", "DeviceLoader", "get_loaders",
-    "get_split_loaders", "download",
-]
+from .formats import DECODER_VERSION, DECODERS, LAYOUTS, locate
+
+__all__ = ["DATASETS", "DataError", "DatasetSpec", "spec", "source_spec", "resolve_root", "load_split",
+           "channel_stats", "stratified_subset", "validation_split", "download"]
 
 DATASETS = ("mnist", "cifar10", "cifar100", "stanford_dogs")
 SPLITS = ("train", "test")
 
-# Bump when a decoder changes its output, so stale on-disk caches are ignored.
-_CACHE_VERSION = 2
 _DOGS_URL = "http://vision.stanford.edu/aditya86/ImageNetDogs/"
 _DOGS_NOTE = ("Stanford Dogs images are 64x64 crops of the dog bounding boxes (third-party "
               "crops, contrast-stretched, JPEG q75; shared/data MANIFEST section 4), not the "
@@ -122,29 +120,21 @@ def spec(name: str) -> DatasetSpec:
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}") from None
 
 
-# ----------------------------------------------------------------------------- layouts
-# A layout is (kind, relative base folder, split -> list of files relative to base).
-# Official downloads come first: they are the real thing, and the official CIFAR
-# pickles need no decoding.
-def _cifar_batches(split):
-    return [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+def source_spec(name: str, root=None) -> DatasetSpec:
+    """:func:`spec` of the files found under the data root: its note says how *these* images differ
+    from the paper's (Stanford Dogs has two sources, the shared crops and the official photos).
+
+    Example:
+        >>> source_spec("stanford_dogs").note     # e.g. 'Stanford Dogs images are 64x64 crops ...'
+    """
+    sp = spec(name)
+    if name == "stanford_dogs" and _resolve(name, "train", root)[1] == "jpeg":
+        sp = replace(sp, note=_DOGS_OFFICIAL_NOTE)
+    return sp
 
 
-_LAYOUTS = {
-    "mnist": [("idx", "MNIST/raw", lambda s: [f"{'train' if s == 'train' else 't10k'}-{k}-ubyte[.gz]"
-                                              for k in ("images-idx3", "labels-idx1")])],
-    "cifar10": [("pickle", "cifar-10-batches-py", _cifar_batches),
-                ("npz", "cifar-10", lambda s: [f"{s}.npz"])],
-    "cifar100": [("pickle", "cifar-100-python", lambda s: [s]),
-                 ("npz", "cifar-100", lambda s: [f"{s}.npz"])],
-    # The official Stanford Dogs tarballs extract to Images/, Annotation/ and lists/ (the
-    # lists tarball to *.mat directly, so lists/ is the folder a user makes for it); they are
-    # accepted at the root itself or under stanford-dogs/.
-    "stanford_dogs": [("jpeg", ".", lambda s: [f"lists/{s}_list.mat", "Images/"]),
-                      ("jpeg", "stanford-dogs", lambda s: [f"lists/{s}_list.mat", "Images/"]),
-                      ("crops", "stanford-dogs", lambda s: [f"{s}.txt", f"{s}/"])],
-}
-
+# ----------------------------------------------------------------------------- the data root
+# The files each data set is accepted in, and their decoders, are triage.formats.
 _HOWTO = {
     "mnist": "get it with `python -m triage download mnist --data-root DIR` (torchvision, needs internet)",
     "cifar10": "get it with `python -m triage download cifar10 --data-root DIR` (torchvision, needs internet)",
@@ -155,35 +145,11 @@ _HOWTO = {
 }
 
 
-def _find(base: Path, pattern: str) -> Path | None:
-    """The file a layout pattern names ('x[.gz]' accepts x or x.gz; 'd/' a folder), or None."""
-    if pattern.endswith("/"):
-        p = base / pattern[:-1]
-        return p if p.is_dir() else None
-    if pattern.endswith("[.gz]"):
-        p = base / pattern[:-5]
-        for q in (p, p.with_name(p.name + ".gz")):  # the extracted file is faster to read
-            if q.is_file():
-                return q
-        return None
-    p = base / pattern
-    return p if p.is_file() else None
-
-
-def _locate(name: str, root: Path, split: str):
-    """(kind, files) of the first complete layout of `name`/`split` under root, or None."""
-    for kind, rel, files in _LAYOUTS[name]:
-        found = [_find(root / rel, f) for f in files(split)]
-        if all(found):
-            return kind, found
-    return None
-
-
 def _expected(name: str, roots) -> str:
     lines = []
     for root in roots:
         gone = "" if Path(root).is_dir() else "  (this root does not exist)"
-        for _, rel, files in _LAYOUTS[name]:
+        for _, rel, files in LAYOUTS[name]:
             pats = dict.fromkeys(files("train") + files("test"))
             lines.append(f"  {Path(root) / rel}/  {', '.join(pats)}{gone}")
             gone = ""
@@ -228,7 +194,7 @@ def resolve_root(root=None, dataset: str | None = None) -> Path:
     explicit = root if root is not None else os.environ.get("TRIAGE_DATA") or None
     roots = [Path(explicit).expanduser().resolve()] if explicit is not None else _default_roots()
     for r in roots:
-        if any(_locate(n, r, s) for n in names for s in SPLITS):
+        if any(locate(n, r, s) for n in names for s in SPLITS):
             return r
     if explicit is not None and dataset is None:
         return roots[0]  # an explicit root need not hold anything yet (e.g. for download)
@@ -237,118 +203,6 @@ def resolve_root(root=None, dataset: str | None = None) -> Path:
                         f"get one with `python -m triage download NAME --data-root DIR`")
     raise _missing(dataset, roots)
 
-
-# ----------------------------------------------------------------------------- decoders
-# Each returns (x uint8 (N, C, H, W), y int64 (N,)) as numpy arrays.
-def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] or data[1] or data[2] != 0x08:
-        raise ValueError(f"{path.name} is not an unsigned-byte idx file")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
-    if body.size != math.prod(dims):
-        raise ValueError(f"{path.name}: {body.size} bytes of payload for dims {dims} (truncated?)")
-    return body.reshape(dims)
-
-
-def _decode_mnist(files):
-    img, lab = _read_idx(files[0]), _read_idx(files[1])
-    if img.ndim != 3 or img.shape[1:] != (28, 28) or lab.shape != img.shape[:1]:
-        raise ValueError(f"unexpected MNIST shapes {img.shape} / {lab.shape}")
-    # Zero-pad 28 -> 32 (2 px each side) so VGG16's five 2x2 pools end at 1x1, as for CIFAR.
-    x = np.zeros((len(img), 1, 32, 32), np.uint8)
-    x[:, 0, 2:30, 2:30] = img
-    return x, lab.astype(np.int64)
-
-
-def _decode_cifar_pickle(files):
-    xs, ys = [], []
-    for f in files:
-        with open(f, "rb") as fh:
-            d = pickle.load(fh, encoding="bytes")
-        xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32))  # rows are R, G, B planes
-        ys.append(np.asarray(d[b"labels"] if b"labels" in d else d[b"fine_labels"], np.int64))
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-def _decode_cifar_npz(files):
-    with np.load(files[0], allow_pickle=False) as z:
-        xr, y = z["xr"], z["y"]
-    # Inverse of the shared/data code (MANIFEST section 2): two cumulative sums mod 256 undo the
-    # 2-D finite difference of the planes (G, R-G, B-G); written straight into NCHW.
-    p = np.cumsum(np.cumsum(xr, axis=2, dtype=np.uint8), axis=3, dtype=np.uint8)
-    x = np.empty((xr.shape[1], 3, 32, 32), np.uint8)
-    x[:, 1] = p[0]
-    np.add(p[1], p[0], out=x[:, 0])
-    np.add(p[2], p[0], out=x[:, 2])
-    return x, y.astype(np.int64)
-
-
-def _decode_dogs_crops(files):
-    """The shared 64x64 box crops (MANIFEST section 4): JPEG files in ImageFolder layout.
-
-    ``files`` is (``{split}.txt``, ``{split}/``): the list gives the official order, one
-    ``<wnid>-<breed>/<id>.jpg`` a line; the label is the index of the folder among the
-    sorted folders (sorted wnids: the official label minus 1). Pillow decodes each file;
-    these are exactly the pixels verify.py checks.
-    """
-    try:
-        from PIL import Image
-    except ImportError as e:
-        raise ImportError("reading the Stanford Dogs JPEG crops needs pillow: pip install pillow") from e
-    listing, folder = files
-    names = [ln.strip() for ln in listing.read_text().splitlines() if ln.strip()]
-    classes = {c: i for i, c in enumerate(sorted({n.split("/")[0] for n in names}))}
-    if len(classes) != 120:
-        raise ValueError(f"{listing.name} names {len(classes)} breed folders, expected 120")
-    x = np.empty((len(names), 3, 64, 64), np.uint8)
-    for i, rel in enumerate(names):
-        with Image.open(folder / rel) as im:
-            a = np.asarray(im.convert("RGB"))
-        if a.shape != (64, 64, 3):
-            raise ValueError(f"{rel} is {a.shape[1]}x{a.shape[0]}, expected 64x64")
-        x[i] = a.transpose(2, 0, 1)
-    y = np.array([classes[n.split("/")[0]] for n in names], np.int64)
-    return x, y
-
-
-def _decode_dogs_jpeg(files):
-    """Official download -> 64x64 crops like the shared JPEG crops (minus their contrast stretch).
-
-    Each photo is decoded with Pillow, cropped to the first <object> box of its
-    Annotation file when that file exists (else kept whole), and resized to 64x64
-    (bilinear, antialiased, aspect ratio not kept), so both sources give the same shape.
-    """
-    try:                           # optional dependencies: only this layout needs them
-        from PIL import Image
-        from scipy.io import loadmat
-    except ImportError as e:
-        raise ImportError("reading the official Stanford Dogs layout needs pillow and scipy: "
-                          "pip install pillow scipy") from e
-
-    lists, images = files
-    base = images.parent
-    m = loadmat(lists)
-    names = [str(np.ravel(f)[0]) for f in np.ravel(m["file_list"])]
-    y = np.asarray(m["labels"]).ravel().astype(np.int64) - 1    # official labels are 1-based
-    x = np.empty((len(names), 3, 64, 64), np.uint8)
-    for i, rel in enumerate(names):
-        with Image.open(images / rel) as im:
-            im = im.convert("RGB")
-            ann = base / "Annotation" / rel.removesuffix(".jpg")
-            if ann.is_file():
-                box = ET.parse(ann).find("object/bndbox")
-                x0, y0, x1, y1 = (int(float(box.find(k).text)) for k in ("xmin", "ymin", "xmax", "ymax"))
-                im = im.crop((max(x0, 0), max(y0, 0), min(x1, im.width), min(y1, im.height)))
-            x[i] = np.asarray(im.resize((64, 64), Image.BILINEAR)).transpose(2, 0, 1)
-    return x, y
-
-
-_DECODERS = {"idx": _decode_mnist, "pickle": _decode_cifar_pickle, "npz": _decode_cifar_npz,
-             "crops": _decode_dogs_crops, "jpeg": _decode_dogs_jpeg}
 
 # ----------------------------------------------------------------------------- caching
 _MEMO: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}   # cache key -> (x, y), this process
@@ -365,7 +219,7 @@ def _cache_key(name: str, split: str, kind: str, files) -> str:
     For the official Stanford Dogs layout the folders Images/ and Annotation/ count by their
     own mtime (changes when entries are added or removed), not by every photo in them.
     """
-    parts = [str(_CACHE_VERSION), name, split, kind]
+    parts = [str(DECODER_VERSION), name, split, kind]
     for f in list(files) + ([files[1].parent / "Annotation"] if kind == "jpeg" else []):
         st = f.stat() if f.exists() else None
         parts.append(f"{f.resolve()}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}")
@@ -412,7 +266,7 @@ def _resolve(name: str, split: str, root):
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     r = resolve_root(root, name)
-    found = _locate(name, r, split)
+    found = locate(name, r, split)
     if found is None:
         raise _missing(name, [r], what=split)
     kind, files = found
@@ -457,7 +311,7 @@ def load_split(name: str, split: str, root=None) -> tuple[torch.Tensor, torch.Te
     arrays = _load_cached(key)
     if arrays is None:
         try:
-            arrays = _DECODERS[kind](files)
+            arrays = DECODERS[kind](files)
         except ImportError:
             raise
         except Exception as e:  # any failure inside numpy/pickle/zip/PIL means a bad file
@@ -511,7 +365,20 @@ def channel_stats(name: str, root=None) -> tuple[tuple[float, ...], tuple[float,
     return stats
 
 
-# ----------------------------------------------------------------------------- subsets and loaders
+# ----------------------------------------------------------------------------- subsets
+def _class_ranks(y: torch.Tensor, seed: int):
+    """(order, rank, counts): a random order of the labels ``y``, stably sorted by class, and the
+    rank of each position within its class.
+
+    Random order, then a stable sort by class: each class's examples in random order, so the
+    first k of each class are a uniform draw. No per-class Python loop.
+    """
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    order = order[torch.argsort(y[order], stable=True)]
+    counts = torch.bincount(y)
+    return order, torch.arange(len(y)) - (torch.cumsum(counts, 0) - counts)[y[order]], counts
+
+
 def stratified_subset(y: torch.Tensor, per_class: int | None, seed: int) -> torch.Tensor:
     """Indices (sorted) of `per_class` random examples of every class.
 
@@ -530,14 +397,7 @@ def stratified_subset(y: torch.Tensor, per_class: int | None, seed: int) -> torc
         return torch.arange(len(y))
     if per_class < 0:
         raise ValueError(f"per_class must be >= 0, got {per_class}")
-    g = torch.Generator().manual_seed(seed)
-    # Random order, then a stable sort by class: each class's examples in random order, so
-    # the first `per_class` of each class are a uniform draw. No per-class Python loop.
-    order = torch.randperm(len(y), generator=g)
-    order = order[torch.argsort(y[order], stable=True)]
-    counts = torch.bincount(y)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(len(y)) - starts[y[order]]
+    order, rank, _ = _class_ranks(y, seed)
     return torch.sort(order[rank < per_class]).values
 
 
@@ -562,204 +422,11 @@ def validation_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch
     if not 0 < fraction <= 0.5:
         raise ValueError(f"validation fraction must be in (0, 0.5], got {fraction}")
     y = torch.as_tensor(y).cpu().long()
-    g = torch.Generator().manual_seed(10_007 + seed)
-    order = torch.randperm(len(y), generator=g)
-    order = order[torch.argsort(y[order], stable=True)]
-    counts = torch.bincount(y)
-    starts = torch.cumsum(counts, 0) - counts
+    order, rank, counts = _class_ranks(y, 10_007 + seed)
     n_val = torch.clamp(torch.round(counts.double() * fraction).long(), min=1)
     n_val = torch.where(counts > 1, n_val, torch.zeros_like(n_val))    # a singleton class stays in train
-    rank = torch.arange(len(y)) - starts[y[order]]
     is_val = rank < n_val[y[order]]
     return torch.sort(order[~is_val]).values, torch.sort(order[is_val]).values
-
-
-class DeviceLoader:
-    """Batches device-resident uint8 images; augmentation and normalisation run per batch on the device.
-
-    The images are moved to `device` once. Each batch is cut by index, optionally
-    flipped (train only), converted to float32 and normalised as ``(x/255 - mean)/std``,
-    and optionally resized with bilinear interpolation (the paper feeds 224x224 inputs).
-    A train loader reshuffles every epoch with a generator seeded by ``seed + epoch``, so
-    a resumed run reproduces the order; the epoch advances by one per iteration, or is
-    set with set_epoch.
-
-    Args:
-        x: uint8 images (N, C, H, W).
-        y: int64 labels (N,).
-        batch_size: images per batch.
-        mean, std: per-channel statistics in [0, 1] units (channel_stats).
-        train: shuffle every epoch and (with `flip`) flip each image with probability 1/2.
-        device: where the data and batches live.
-        flip: random horizontal flips when training.
-        resolution: side of the returned images; None keeps the stored size.
-        seed: base seed of the shuffle and flips.
-        channels_last: return batches in channels_last memory format.
-        drop_last: drop the last incomplete batch.
-
-    Example:
-        >>> x, y = load_split("cifar10", "train")
-        >>> loader = DeviceLoader(x, y, batch_size=512, mean=m, std=s, train=True, device="cuda")
-        >>> for xb, yb in loader: ...
-    """
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, mean, std, train: bool,
-                 device="cpu", flip: bool = True, resolution: int | None = None, seed: int = 0,
-                 channels_last: bool = False, drop_last: bool = False):
-        if x.dtype != torch.uint8 or x.ndim != 4 or len(x) != len(y):
-            raise ValueError(f"x must be uint8 (N, C, H, W) with len(y) rows; got {x.dtype} {tuple(x.shape)}"
-                             f" and {len(y)} labels")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.device = torch.device(device)
-        self.x = x.to(self.device)
-        self.y = y.to(self.device, torch.int64)
-        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
-        std = torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
-        if mean.shape[1] != x.shape[1] or std.shape[1] != x.shape[1]:
-            raise ValueError(f"mean/std need {x.shape[1]} channels, got {mean.shape[1]}/{std.shape[1]}")
-        self.mean, self.std = tuple(mean.flatten().tolist()), tuple(std.flatten().tolist())
-        # (x/255 - mean)/std as one fused multiply-add per element
-        self._scale = (1 / (255 * std)).to(self.device)
-        self._shift = (-mean / std).to(self.device)
-        self.batch_size, self.train, self.flip = batch_size, train, flip
-        self.resolution, self.seed = resolution, seed
-        self.channels_last, self.drop_last = channels_last, drop_last
-        self.epoch = 0
-
-    @property
-    def dataset_size(self) -> int:
-        """Number of images."""
-        return len(self.y)
-
-    def __len__(self) -> int:
-        n, b = self.dataset_size, self.batch_size
-        return n // b if self.drop_last else -(-n // b)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next iteration use the shuffle and flips of `epoch`."""
-        self.epoch = epoch
-
-    def _draws(self):
-        """(order, flips) of this epoch's pass (None for an eval loader), then advance the epoch.
-
-        A CPU generator seeded with ``seed + epoch`` gives the same order on every device;
-        :class:`triage.train.CachedFeatures` replays these draws over cached features.
-        """
-        order = flips = None
-        if self.train:
-            n, dev = self.dataset_size, self.device
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=g).to(dev)
-            if self.flip:
-                flips = (torch.rand(n, generator=g) < 0.5).to(dev)
-        self.epoch += 1
-        return order, flips
-
-    def _prepare(self, xb: torch.Tensor) -> torch.Tensor:
-        """uint8 batch -> normalised float (resized, channels_last as configured)."""
-        xb = torch.addcmul(self._shift, xb.float(), self._scale)
-        if self.resolution is not None and self.resolution != self.x.shape[-1]:
-            xb = F.interpolate(xb, size=(self.resolution, self.resolution), mode="bilinear",
-                               align_corners=False)
-        if self.channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        return xb
-
-    def fixed_batches(self, flipped: bool = False, batch_size: int | None = None):
-        """Every image in index order, all mirrored or none, normalised (no shuffle, no labels)."""
-        b = batch_size or self.batch_size
-        for i in range(0, self.dataset_size, b):
-            xb = self.x[i:i + b]
-            yield self._prepare(xb.flip(3) if flipped else xb)
-
-    def __iter__(self):
-        n, b = self.dataset_size, self.batch_size
-        order, flips = self._draws()
-        for i in range(len(self)):
-            sl = slice(i * b, min(i * b + b, n))
-            if order is None:
-                xb, yb = self.x[sl], self.y[sl]
-            else:
-                idx = order[sl]
-                xb, yb = self.x[idx], self.y[idx]
-            if flips is not None:
-                xb = torch.where(flips[sl].view(-1, 1, 1, 1), xb.flip(3), xb)
-            yield self._prepare(xb), yb
-
-
-def get_loaders(name: str, *, root=None, batch_size: int = 128, device="cpu",
-                train_per_class: int | None = None, test_per_class: int | None = None, seed: int = 0,
-                resolution: int | None = None, flip: bool = True,
-                channels_last: bool = False) -> tuple[DeviceLoader, DeviceLoader, DatasetSpec]:
-    """Train and test loaders of a data set, normalised with the full train split's statistics.
-
-    Args:
-        name: one of DATASETS.
-        root: data root; None searches as resolve_root does.
-        batch_size: images per batch (both loaders).
-        device: where images live and batches are made.
-        train_per_class, test_per_class: stratified subset sizes (None: everything).
-        seed: seed of the subsets and of the train shuffle/flips.
-        resolution: side of the images fed to the model (None: stored size; the paper uses 224).
-        flip: random horizontal flips for the train loader.
-        channels_last: batches in channels_last memory format.
-
-    Returns:
-        (train loader, test loader, spec); spec.note says how the images differ from the paper's.
-
-    Example:
-        >>> train, test, sp = get_loaders("mnist", train_per_class=100, test_per_class=50)
-        >>> len(train.y), sp.num_classes
-        (1000, 10)
-    """
-    sp = spec(name)
-    if name == "stanford_dogs" and _resolve(name, "train", root)[1] == "jpeg":
-        sp = replace(sp, note=_DOGS_OFFICIAL_NOTE)
-    mean, std = channel_stats(name, root)
-    common = dict(batch_size=batch_size, mean=mean, std=std, device=device, resolution=resolution,
-                  seed=seed, channels_last=channels_last)
-    loaders = []
-    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
-        x, y = load_split(name, split, root)
-        if per_class is not None:
-            idx = stratified_subset(y, per_class, seed)
-            x, y = x[idx], y[idx]
-        loaders.append(DeviceLoader(x, y, train=split == "train", flip=flip and split == "train", **common))
-    return loaders[0], loaders[1], sp
-
-
-def get_split_loaders(name: str, *, root=None, batch_size: int = 128, device="cpu",
-                      train_per_class: int | None = None, test_per_class: int | None = None,
-                      val_fraction: float = 0.0, seed: int = 0, resolution: int | None = None,
-                      flip: bool = True, channels_last: bool = False):
-    """Train, validation and test loaders: the protocol that selects on validation data.
-
-    The training subset (``train_per_class``, or all) is split by :func:`validation_split`;
-    the validation loader neither shuffles nor flips. ``val_fraction=0`` gives no
-    validation loader (None), as :func:`get_loaders`.
-
-    Returns:
-        (train, val or None, test, spec).
-
-    Example:
-        >>> tr, va, te, sp = get_split_loaders("mnist", val_fraction=0.1)
-        >>> tr.dataset_size, va.dataset_size, te.dataset_size
-        (54000, 6000, 10000)
-    """
-    train, test, sp = get_loaders(name, root=root, batch_size=batch_size, device=device,
-                                  train_per_class=train_per_class, test_per_class=test_per_class,
-                                  seed=seed, resolution=resolution, flip=flip, channels_last=channels_last)
-    if not val_fraction:
-        return train, None, test, sp
-    tr_idx, va_idx = validation_split(train.y.cpu(), val_fraction, seed)
-    x, y = train.x, train.y
-    common = dict(batch_size=batch_size, mean=train.mean, std=train.std, device=device,
-                  resolution=resolution, seed=seed, channels_last=channels_last)
-    tr_idx, va_idx = tr_idx.to(x.device), va_idx.to(x.device)
-    train = DeviceLoader(x[tr_idx], y[tr_idx], train=True, flip=flip, **common)
-    val = DeviceLoader(x[va_idx], y[va_idx], train=False, flip=False, **common)
-    return train, val, test, sp
 
 
 def download(name: str, root) -> Path:

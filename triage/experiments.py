@@ -34,7 +34,8 @@ from .config import (_FORMAT2_DEFAULTS, CHILD_LR, MODELS, PROFILES, STOPPING, TA
 from .store import (EXPORTED, METRIC_FIELDS, STORE_FORMAT, RunStore, _check_folder, _git_hash,  # noqa: F401
                     _prepare_folder, _save_npz, _write_metrics, atomic_torch_save, atomic_write_bytes,
                     atomic_write_json, default_results_root, default_runs_root, export_run)
-from .data import DATASETS, get_split_loaders, spec  # noqa: F401  (DATASETS: kept importable here)
+from .data import DATASETS, spec  # noqa: F401  (DATASETS: kept importable here)
+from .loaders import get_split_loaders
 from .init import INITS, initialise  # noqa: F401
 from .models import VGG, vgg16_bn
 from .surgery import compress_block, compress_blocks  # noqa: F401  (compress_block: kept importable here)
@@ -188,55 +189,96 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
     device = resolve_device(device)
     own_dir = run_dir is None
     run_dir = Path(run_dir) if run_dir is not None else store.path(cfg)
-    if run_dir.is_dir():
-        _check_folder(run_dir, cfg)
-    done = store.find(cfg) if own_dir else (run_dir if (run_dir / "summary.json").exists() else None)
+    done = _finished_run(cfg, store, run_dir, own_dir, log)
     if done is not None:
-        if own_dir and done == run_dir and store.export_path(cfg) is not None \
-                and not (store.export_path(cfg) / "summary.json").exists():
-            export_run(run_dir, store.export_path(cfg))
-        log(f"{cfg.dataset}/{cfg.name}: finished run found in {done}")
         return done
 
     amp = autocast_dtype(device, cfg.precision)
     # channels_last is what makes bf16 convs fast on CPU (oneDNN) and on tensor cores.
     channels_last = amp is not None
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    train_loader, val_loader, test_loader, data_spec = get_split_loaders(
+    loaders = get_split_loaders(
         cfg.dataset, root=data_root, batch_size=cfg.batch_size, device=device,
         train_per_class=cfg.train_per_class, test_per_class=cfg.test_per_class,
         val_fraction=cfg.val_fraction, seed=cfg.seed, resolution=cfg.resolution, flip=cfg.flip,
         channels_last=channels_last)
+    train_loader, val_loader, test_loader, data_spec = loaders
     # only now that the data loaded: a failed start leaves no half-made folder behind
     _prepare_folder(run_dir, cfg, device)
 
     seed_everything(cfg.seed)
     ckpt_path = run_dir / "checkpoint.pt"
     ckpt = torch.load(ckpt_path, map_location=device, weights_only=False) if ckpt_path.exists() else None
-    stn_losses: list[float] = []
-    parent = parent_dir = None
-    if not cfg.is_child:
-        model = build_model(cfg)
-    else:
-        parent_dir = run(cfg.parent(), store, data_root=data_root, device=device, progress=progress,
-                         log=log, cache=cache)
-        parent = load_model(parent_dir, device).to(memory_format=memory_format)
-        if cfg.control:
-            model = copy.deepcopy(parent)
-        else:
-            model = compress_blocks(parent, cfg.compressed_blocks)
-            if ckpt is None and cfg.init == "stn":
-                stn_losses = _stn_init(cfg, store, parent, model, train_loader, amp, progress, cache)
-            elif ckpt is None:
-                torch.manual_seed(cfg.seed)
-                for block in cfg.compressed_blocks:   # in increasing order (RW draws from one stream)
-                    initialise(model, parent, block, cfg.init)
+    parent_dir = (run(cfg.parent(), store, data_root=data_root, device=device, progress=progress, log=log,
+                      cache=cache) if cfg.is_child else None)
+    model, parent, stn_losses = _start_model(cfg, store, parent_dir, ckpt, train_loader, amp, memory_format,
+                                             device, progress, cache)
     check_model_data(model, data_spec)
     model = model.to(device=device, memory_format=memory_format)
     apply_regime(model, cfg.regime, cfg.block)
     lr0 = _final_lr(parent_dir) if cfg.is_child and cfg.child_lr == "continue" else cfg.lr
     opt = make_optimizer(model, lr0, cfg.momentum, cfg.weight_decay)
     sched = make_scheduler(opt, cfg.lr_decay, cfg.patience, cfg.cooldown, cfg.min_lr)
+    rows, best, stop_reason, stn_losses = _train_epochs(cfg, model, opt, sched, ckpt, stn_losses, loaders,
+                                                        run_dir, device, amp, progress, log, cache)
+    summary = _finish_run(cfg, model, parent, rows, best, stop_reason, lr0, opt.param_groups[0]["lr"],
+                          stn_losses, loaders, run_dir, device, amp)
+    ckpt_path.unlink(missing_ok=True)
+    if own_dir and store.export_path(cfg) is not None:
+        export_run(run_dir, store.export_path(cfg))
+    head = summary["test_acc_at_best_val"] if val_loader is not None else summary["max_test_acc"]
+    log(f"{cfg.dataset}/{cfg.name}: test acc {head:.4f} (best epoch {summary['best_epoch']}, "
+        f"{stop_reason} after {len(rows)} epochs) -> {run_dir}")
+    return run_dir
+
+
+def _finished_run(cfg: RunConfig, store: RunStore, run_dir: Path, own_dir: bool, log) -> Path | None:
+    """The folder of the finished run of ``cfg`` (exported now if its export is missing), or None."""
+    if run_dir.is_dir():
+        _check_folder(run_dir, cfg)
+    done = store.find(cfg) if own_dir else (run_dir if (run_dir / "summary.json").exists() else None)
+    if done is None:
+        return None
+    if own_dir and done == run_dir and store.export_path(cfg) is not None \
+            and not (store.export_path(cfg) / "summary.json").exists():
+        export_run(run_dir, store.export_path(cfg))
+    log(f"{cfg.dataset}/{cfg.name}: finished run found in {done}")
+    return done
+
+
+def _start_model(cfg: RunConfig, store: RunStore, parent_dir: Path | None, ckpt, train_loader, amp,
+                 memory_format, device, progress: bool, cache: bool):
+    """The network before its first epoch: (model, parent or None, STN hint losses).
+
+    The base is built fresh; a child is its trained parent with the compressed blocks replaced
+    and initialised (skipped when resuming: the checkpoint holds its weights); the control is
+    a copy of the parent.
+    """
+    if not cfg.is_child:
+        return build_model(cfg), None, []
+    parent = load_model(parent_dir, device).to(memory_format=memory_format)
+    if cfg.control:
+        return copy.deepcopy(parent), parent, []
+    model, stn_losses = compress_blocks(parent, cfg.compressed_blocks), []
+    if ckpt is None and cfg.init == "stn":
+        stn_losses = _stn_init(cfg, store, parent, model, train_loader, amp, progress, cache)
+    elif ckpt is None:
+        torch.manual_seed(cfg.seed)
+        for block in cfg.compressed_blocks:   # in increasing order (RW draws from one stream)
+            initialise(model, parent, block, cfg.init)
+    return model, parent, stn_losses
+
+
+def _train_epochs(cfg: RunConfig, model: VGG, opt, sched, ckpt, stn_losses: list[float], loaders, run_dir: Path,
+                  device, amp, progress: bool, log, cache: bool):
+    """The epoch loop (resumed from ``ckpt`` when given), checkpointing after every epoch.
+
+    Returns:
+        (rows, best, stop_reason, stn_losses): one metrics row per epoch; the best epoch by
+        validation accuracy (test accuracy without a validation split) with its weights on the
+        CPU; converged / cap / fixed.
+    """
+    train_loader, val_loader, test_loader, _ = loaders
     rows: list[dict] = []
     best = {"epoch": 0, "acc": -1.0, "state": None}
     start = 0
@@ -275,7 +317,7 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
         bar.set_postfix(train_acc=f"{tr['acc']:.3f}", test_acc=f"{te['acc']:.3f}",
                         **({"val_acc": f"{va['acc']:.3f}"} if va is not None else {}))
         _write_metrics(run_dir, rows)
-        atomic_torch_save(ckpt_path, {
+        atomic_torch_save(run_dir / "checkpoint.pt", {
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
             "rows": rows, "stn_losses": stn_losses, "best": best})
@@ -283,7 +325,13 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
             stop_reason = "converged"
             break
     bar.close()
+    return rows, best, stop_reason, stn_losses
 
+
+def _finish_run(cfg: RunConfig, model: VGG, parent: VGG | None, rows: list[dict], best: dict, stop_reason: str,
+                lr0: float, final_lr: float, stn_losses: list[float], loaders, run_dir: Path, device, amp) -> dict:
+    """Select the reported network, measure it and write its files; ``summary.json`` last."""
+    train_loader, val_loader, test_loader, data_spec = loaders
     if val_loader is not None and best["state"] is not None:
         # the network the protocol selects: the weights of the best validation epoch
         model.load_state_dict(best["state"])
@@ -294,7 +342,7 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
         "dataset": cfg.dataset, "block": cfg.block, "init": cfg.init, "regime": cfg.regime,
         "control": cfg.control, "scheme": cfg.scheme, "name": cfg.name, "profile": cfg.profile,
         "seed": cfg.seed, "key": cfg.key(), "stop_reason": stop_reason,
-        "final_lr": opt.param_groups[0]["lr"], "start_lr": lr0,
+        "final_lr": final_lr, "start_lr": lr0,
         "params": sum(p.numel() for p in model.parameters()),
         "train_seconds": round(sum(r["seconds"] for r in rows), 2),
         "stn_losses": stn_losses, "stn_epochs_trained": len(stn_losses),
@@ -311,13 +359,7 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
     atomic_torch_save(run_dir / "weights.pt", state)
     _save_npz(run_dir / "block1.npz", maps=maps)
     atomic_write_json(run_dir / "summary.json", summary)  # written last: marks the run finished
-    ckpt_path.unlink(missing_ok=True)
-    if own_dir and store.export_path(cfg) is not None:
-        export_run(run_dir, store.export_path(cfg))
-    head = summary["test_acc_at_best_val"] if val_loader is not None else summary["max_test_acc"]
-    log(f"{cfg.dataset}/{cfg.name}: test acc {head:.4f} (best epoch {summary['best_epoch']}, "
-        f"{stop_reason} after {len(rows)} epochs) -> {run_dir}")
-    return run_dir
+    return summary
 
 
 def summarise_run(rows: list[dict], has_val: bool) -> dict:

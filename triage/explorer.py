@@ -33,14 +33,14 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 from pathlib import Path
 
-from .explorer_views import (_analyses_root, _closing_figures, _config, _is_control, _png, _same,
-                             _stored_runs, _weights_dir, activations_figure, curves_figure, fig2_figure,
-                             find_network, headline, network_label, stored_analysis)
+from .explorer_views import (_analyses_root, _closing_figures, _config, _fmt, _is_control, _png, _stored_runs,
+                             _weights_dir, activations_figure, am_of, autopsy_figure, autopsy_summary,
+                             critical_figure, curves_figure, fig2_figure, find_network, network_label,
+                             network_summary, stored_analysis)
 from .vocabulary import INIT_LABELS, REGIME_LABELS
 
 __all__ = ["Explorer", "app", "explorer", "default_profile", "in_voila", "is_live", "add_commands", "main"]
@@ -87,12 +87,6 @@ def _table(d: dict) -> str:
     cells = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(str(k))}</th>"
                     f"<td>{html.escape(str(v))}</td></tr>" for k, v in d.items())
     return f"<table class='triage-summary'>{cells}</table>"
-
-
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 class _Figure:
@@ -170,15 +164,17 @@ class _NetworkPanel:
                                     self.regime.value, self.seed.value)
         except LookupError as e:
             self.row = None
-            self.status.value = _msg(str(e), "warn")
-            self.summary.value = self.acts_note.value = ""
+            # figures go first: the message is what a reader (or a browser test) waits for, and
+            # widget updates reach the page in the order they are made
             for f in (self.curves, self.fig2, self.acts):
                 f.clear()
+            self.summary.value = self.acts_note.value = ""
+            self.status.value = _msg(str(e), "warn")
             self.app.network_changed(self)
             return
         try:
             self.status.value = ""
-            self.summary.value = _table(self._summary(res, self.row))
+            self.summary.value = _table(network_summary(res, self.row))
             self.curves.show(lambda: curves_figure(res, self.row))
             self.fig2.show(lambda: self.app.fig2(self.row))
             note = ""
@@ -193,24 +189,6 @@ class _NetworkPanel:
             self.status.value = _msg(f"Could not draw {network_label(self.row)}: {type(e).__name__}: {e}", "error")
         self.app.network_changed(self)
 
-    @staticmethod
-    def _summary(res, row) -> dict:
-        hl = headline(res.runs)
-        base = _same(res.runs, row, block=0)
-        base = base[~_is_control(base)]
-        out = {"network": f"{network_label(row)} ({row['scheme']}, key {row['key']})",
-               hl.replace("_", " "): _fmt(row[hl])}
-        if len(base) and row["key"] != base["key"].iloc[0]:
-            out["vs its base"] = f"{100 * (row[hl] - base[hl].iloc[0]):+.2f} points"
-        for col, label in (("best_val_acc", "best validation accuracy"), ("best_epoch", "best epoch"),
-                           ("epoch_of_max", "epoch of max test accuracy"), ("epochs_trained", "epochs trained"),
-                           ("epochs", "epochs (cap)"), ("stop_reason", "stopped"),
-                           ("cka_block1", "block-1 CKA with the base"),
-                           ("majority_frac", "share of the most-predicted class"),
-                           ("train_seconds", "training seconds")):
-            if col in row.index and _fmt(row[col]) != "-":
-                out[label] = _fmt(row[col])
-        return out
 
 
 class _AnalysisTab:
@@ -265,11 +243,11 @@ class _AnalysisTab:
         self.draw()
 
     def _empty(self, text):
-        self.header.value = _msg(text, "warn")
+        for f in self.figs:     # figures before the message, as in _NetworkPanel.refresh
+            f.clear()
         self.choice.layout.display = "none"
         self.text.value = ""
-        for f in self.figs:
-            f.clear()
+        self.header.value = _msg(text, "warn")
 
     def _can_compute(self) -> bool:
         """Weights are here, in a run the store counts as finished (an analysis of a stored run would otherwise train it)."""
@@ -311,7 +289,6 @@ class _CriticalTab(_AnalysisTab):
         return list(self.data["maps"].classes)
 
     def _draw(self, cls):
-        import matplotlib.pyplot as plt
         from . import critical, plots_critical
         maps, meta, layer = self.data["maps"], self.data["meta"], self.data["maps"].layers[0]
         top = critical.top_filters(maps, layer, cls, TOP_K)
@@ -323,16 +300,7 @@ class _CriticalTab(_AnalysisTab):
                            + ", ".join(str(int(f)) for f in top["filter"])
                            + f"<br><b>distilled network at ratio {meta.get('ratio', '?')}</b> (rule "
                            f"{meta.get('rule', '?')}):" + _table(rates))
-
-        def bars():
-            fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), constrained_layout=True)
-            plots_critical.plot_top_filter_contributions(maps, layer, cls, TOP_K, ax=axes[0], profile=self.app.results.profile)
-            sweep = self.data["sweep"]
-            plots_critical.plot_ratio_sweep(sweep[sweep["class_name"] == cls], ax=axes[1], paper=False)
-            axes[1].set_title(f"'{cls}': distilled network per reserved ratio", fontsize=9)
-            axes[1].set_ylabel("rate")
-            return fig
-        self.figs[0].show(bars)
+        self.figs[0].show(lambda: critical_figure(self.data, cls, TOP_K, self.app.results.profile))
         am = self._am(cls)
         self.figs[1].show(lambda: None if am is None else plots_critical.plot_am_grid(
             am[0], am[1], ncols=TOP_K + 1, title=f"Activation maximisation: top filters of '{cls}', then its logit"))
@@ -354,10 +322,10 @@ class _CriticalTab(_AnalysisTab):
         # stored images of any class set holding cls (the book asks for cat and dog together)
         am = studies.stored_am(root, cfg.profile, cfg.dataset, f"{cfg.name}-{cfg.key()}", cls)
         if am is not None:
-            return _am_of(am, cls)
+            return am_of(am, cls)
         if store is None:
             return None
-        return _am_of(studies.am_run(cfg, maps, (cls,), layer=maps.layers[0], top_k=TOP_K, store=store,
+        return am_of(studies.am_run(cfg, maps, (cls,), layer=maps.layers[0], top_k=TOP_K, store=store,
                                      results_dir=root, progress=True), cls)
 
     def _compute(self, cfg, store, root):
@@ -372,11 +340,6 @@ class _CriticalTab(_AnalysisTab):
         self.bar.value = 2
 
 
-def _am_of(am, cls):
-    keep = [i for i, t in enumerate(am["titles"]) if t.startswith(f"{cls}:") or t == f"logit '{cls}'"]
-    return am["images"][keep], [am["titles"][i] for i in keep]
-
-
 class _AutopsyTab(_AnalysisTab):
     """Layer -> its weight histogram, filter-PCA curve and the sparsity after it."""
 
@@ -389,37 +352,9 @@ class _AutopsyTab(_AnalysisTab):
         return [(f"{short_layer(r.layer)} ({r.kind})", r.layer) for r in t.itertuples() if r.kind in ("conv", "fc")]
 
     def _draw(self, layer):
-        import matplotlib.pyplot as plt
-        from . import plots_autopsy
-        d, prof = self.data, self.app.results.profile
-        st = d["stats_layer"].set_index("layer").loc[layer]
-        sp = d["sparsity"][d["sparsity"]["after"] == layer]
-        pca = d["pca"][d["pca"]["layer"] == layer]
-        info = {"kind": st["kind"], "parameters": int(st["n"]), "std": f"{st['std']:.3g}",
-                "skewness": f"{st['skewness']:.2f}", "excess kurtosis": f"{st['kurtosis']:.2f}",
-                "zeros after its ReLU": f"{sp['sparsity'].iloc[0]:.1%}" if len(sp) else "-"}
-        if len(pca):
-            k90 = pca[pca["alpha"] >= 0.9]
-            info["components for 90% of the variance"] = (f"{int(k90['k'].iloc[0])} of {int(pca['components'].iloc[0])}"
-                                                          if len(k90) else "-")
-        self.text.value = f"<b>{plots_autopsy.short_layer(layer)}</b>" + _table(info)
-
-        def panels():
-            fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), constrained_layout=True)
-            hist, what = (d["hist_fc"][d["hist_fc"]["group"] == layer], plots_autopsy.short_layer(layer))
-            if hist.empty:   # per-layer histograms are stored for the fc layers; conv ones by kind
-                hist, what = d["hist_kind"][d["hist_kind"]["kind"] == st["kind"]], f"all {st['kind']} layers"
-            plots_autopsy.plot_weight_distribution(hist, ax=axes[0], profile=prof, title=f"Parameter values: {what}")
-            if len(pca):
-                plots_autopsy.plot_pca_curves(pca, ax=axes[1], profile=prof)
-            else:
-                axes[1].text(0.5, 0.5, "filter PCA: conv layers only", ha="center", transform=axes[1].transAxes)
-            plots_autopsy.plot_sparsity(d["sparsity"].set_index("module"), ax=axes[2], profile=prof)
-            names = [t.get_text() for t in axes[2].get_xticklabels()]
-            if plots_autopsy.short_layer(layer) in names:
-                axes[2].patches[names.index(plots_autopsy.short_layer(layer))].set_color("red")
-            return fig
-        self.figs[0].show(panels)
+        from .plots_autopsy import short_layer
+        self.text.value = f"<b>{short_layer(layer)}</b>" + _table(autopsy_summary(self.data, layer))
+        self.figs[0].show(lambda: autopsy_figure(self.data, layer, self.app.results.profile))
         self.figs[1].clear()
 
     def _compute(self, cfg, store, root):

@@ -1,7 +1,8 @@
 """What the explorer shows of one stored network, without widgets: lookup, stored data, figures.
 
 Reason to change: which stored results a network's view reads and how its figures look
-(learning curves, its place in Fig. 2, block-1 activations beside its base's). Pure
+(learning curves, its place in Fig. 2, block-1 activations beside its base's, the panels of
+its stored critical paths and autopsy) and what its summaries list. Pure
 functions of ``report.load``'s results and a runs-table row; :mod:`triage.explorer` wires
 them to widgets. Nothing is trained: block-1 maps are computed only from stored weights.
 
@@ -22,8 +23,9 @@ from pathlib import Path
 
 from .vocabulary import LABELS
 
-__all__ = ["headline", "find_network", "find_or_first", "network_label", "block1_maps", "stored_analysis",
-           "curves_figure", "fig2_figure", "activations_figure"]
+__all__ = ["headline", "find_network", "find_or_first", "network_label", "network_summary", "block1_maps",
+           "stored_analysis", "am_of", "autopsy_summary", "curves_figure", "fig2_figure", "activations_figure",
+           "critical_figure", "autopsy_figure"]
 
 N_FILTERS = 10            # Fig. 3 shows the first ten block-1 filters
 _LABEL = LABELS      # random -> RW, thawed -> TM, ...
@@ -109,6 +111,33 @@ def network_label(row) -> str:
     """``cifar10 b1 TM-STN, seed 0`` (for titles and messages)."""
     block = "control" if row["name"] == "control" else row["block"]
     return f"{row['dataset']} {_name(block, row['init'], row['regime'])}, seed {int(row['seed'])}"
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def network_summary(results, row) -> dict:
+    """What the explorer lists of one network: label, headline accuracy, the gap to its base and
+    the stored training facts (best epoch, stop reason, CKA, ...), as display strings."""
+    hl = headline(results.runs)
+    base = _same(results.runs, row, block=0)
+    base = base[~_is_control(base)]
+    out = {"network": f"{network_label(row)} ({row['scheme']}, key {row['key']})",
+           hl.replace("_", " "): _fmt(row[hl])}
+    if len(base) and row["key"] != base["key"].iloc[0]:
+        out["vs its base"] = f"{100 * (row[hl] - base[hl].iloc[0]):+.2f} points"
+    for col, label in (("best_val_acc", "best validation accuracy"), ("best_epoch", "best epoch"),
+                       ("epoch_of_max", "epoch of max test accuracy"), ("epochs_trained", "epochs trained"),
+                       ("epochs", "epochs (cap)"), ("stop_reason", "stopped"),
+                       ("cka_block1", "block-1 CKA with the base"),
+                       ("majority_frac", "share of the most-predicted class"),
+                       ("train_seconds", "training seconds")):
+        if col in row.index and _fmt(row[col]) != "-":
+            out[label] = _fmt(row[col])
+    return out
 
 
 def _run(row) -> str:
@@ -244,6 +273,28 @@ def _stored_runs(kind: str, results, dataset, root=None) -> list[str]:
     keys = {e.spec["run"].rsplit("-", 1)[-1] for e in found}
     runs = results.runs
     return [network_label(r) for _, r in runs[runs["key"].isin(keys)].iterrows()]
+
+
+def am_of(am, cls):
+    """The activation-maximisation images of ``cls`` (its top filters', then its logit's) in a stored
+    ``am`` record that may hold other classes too: (images, titles)."""
+    keep = [i for i, t in enumerate(am["titles"]) if t.startswith(f"{cls}:") or t == f"logit '{cls}'"]
+    return am["images"][keep], [am["titles"][i] for i in keep]
+
+
+def autopsy_summary(data, layer) -> dict:
+    """One layer's autopsy facts (``stored_analysis("autopsy", ...)``) as display strings."""
+    st = data["stats_layer"].set_index("layer").loc[layer]
+    sp = data["sparsity"][data["sparsity"]["after"] == layer]
+    pca = data["pca"][data["pca"]["layer"] == layer]
+    info = {"kind": st["kind"], "parameters": int(st["n"]), "std": f"{st['std']:.3g}",
+            "skewness": f"{st['skewness']:.2f}", "excess kurtosis": f"{st['kurtosis']:.2f}",
+            "zeros after its ReLU": f"{sp['sparsity'].iloc[0]:.1%}" if len(sp) else "-"}
+    if len(pca):
+        k90 = pca[pca["alpha"] >= 0.9]
+        info["components for 90% of the variance"] = (f"{int(k90['k'].iloc[0])} of {int(pca['components'].iloc[0])}"
+                                                      if len(k90) else "-")
+    return info
 
 
 # ----------------------------------------------------------------------------- figures
@@ -402,3 +453,50 @@ def activations_figure(results, row, runs_root=None, data_root=None):
     fig.suptitle(f"{network_label(row)}: block-1 activations, test image {_image_index(results)} "
                  f"[profile: {results.profile}]", fontsize=9)
     return fig, "; ".join(notes)
+
+
+def critical_figure(data, cls, top_k: int, profile=None):
+    """The top-``top_k`` filters of class ``cls`` by contribution, and the distilled network's rates
+    per reserved ratio, from ``stored_analysis("critical", ...)``.
+
+    Returns:
+        the Figure.
+    """
+    import matplotlib.pyplot as plt
+    from . import plots_critical
+    maps = data["maps"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), constrained_layout=True)
+    plots_critical.plot_top_filter_contributions(maps, maps.layers[0], cls, top_k, ax=axes[0], profile=profile)
+    sweep = data["sweep"]
+    plots_critical.plot_ratio_sweep(sweep[sweep["class_name"] == cls], ax=axes[1], paper=False)
+    axes[1].set_title(f"'{cls}': distilled network per reserved ratio", fontsize=9)
+    axes[1].set_ylabel("rate")
+    return fig
+
+
+def autopsy_figure(data, layer, profile=None):
+    """One layer's weight histogram, filter-PCA curve and the sparsity after every layer (``layer``'s
+    bar red), from ``stored_analysis("autopsy", ...)``.
+
+    Returns:
+        the Figure.
+    """
+    import matplotlib.pyplot as plt
+    from . import plots_autopsy
+    d, short = data, plots_autopsy.short_layer(layer)
+    kind = d["stats_layer"].set_index("layer").loc[layer, "kind"]
+    pca = d["pca"][d["pca"]["layer"] == layer]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), constrained_layout=True)
+    hist, what = d["hist_fc"][d["hist_fc"]["group"] == layer], short
+    if hist.empty:   # per-layer histograms are stored for the fc layers; conv ones by kind
+        hist, what = d["hist_kind"][d["hist_kind"]["kind"] == kind], f"all {kind} layers"
+    plots_autopsy.plot_weight_distribution(hist, ax=axes[0], profile=profile, title=f"Parameter values: {what}")
+    if len(pca):
+        plots_autopsy.plot_pca_curves(pca, ax=axes[1], profile=profile)
+    else:
+        axes[1].text(0.5, 0.5, "filter PCA: conv layers only", ha="center", transform=axes[1].transAxes)
+    plots_autopsy.plot_sparsity(d["sparsity"].set_index("module"), ax=axes[2], profile=profile)
+    names = [t.get_text() for t in axes[2].get_xticklabels()]
+    if short in names:
+        axes[2].patches[names.index(short)].set_color("red")
+    return fig

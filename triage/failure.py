@@ -244,7 +244,7 @@ def failure_path(dataset: str, profile: str = "campaign", seed: int = 0, *, step
         the path record (also ``path.json``): settings and one entry per step with the
         candidates' scores, the chosen block, the step's blocks, its run's name, key and config.
     """
-    from .data import get_split_loaders
+    from .loaders import get_split_loaders
     from .train import autocast_dtype
     steps = _check_path_args(dataset, profile, seed, steps, score_epochs, overrides)
     store = store or RunStore()

@@ -40,7 +40,7 @@ from .claims import MARGIN
 from .experiments import RunConfig, RunStore
 from .failure import ACC, SCORE_EPOCHS, control_config, network_cost
 
-__all__ = ["MARGIN", "FailureResults", "load", "verdict", "plot", "budget"]
+__all__ = ["MARGIN", "FailureResults", "load", "verdict", "verdict_text", "plot", "budget", "budget_text"]
 
 
 @dataclass
@@ -303,3 +303,28 @@ def budget(profile: str = "campaign", dataset: str = "cifar10", root=None, *, se
         out.update(seconds_median=med, seconds_min=min(secs), seconds_max=max(secs), seconds_per_epoch=med_ep,
                    hours=((seeds * steps - seeds) * med + scored * score_epochs * med_ep) / 3600)
     return out
+
+
+def budget_text(b: dict, dataset: str = "cifar10") -> str:
+    """:func:`budget` in the Beyond chapter's words (markdown): what one TM child cost here and a path's estimate."""
+    if not b["n"]:
+        return f"No TM child of the {dataset} campaign is stored yet to measure the cost of a network."
+    return (f"The {b['n']} TM children of the {dataset} campaign trained on this machine's CPU took "
+            f"{b['seconds_min']:.0f}-{b['seconds_max']:.0f} s (median {b['seconds_median']:.0f} s, "
+            f"{b['seconds_per_epoch']:.1f} s an epoch). A path of 3 seeds x 5 steps is {b['networks']} networks, "
+            f"{b['networks_reused']} of them the grid's TM-MW children (reused), plus {b['score_epochs_total']} "
+            f"scoring epochs: about {b['hours']:.1f} hours of one core.")
+
+
+def verdict_text(res: FailureResults, summary: dict) -> str:
+    """The failure verdict for the chapter (markdown), or how to run the path when none is stored.
+
+    Args:
+        res: :func:`load` output.
+        summary: the second value of :func:`verdict`.
+    """
+    if res.empty:
+        return (f"**Not run yet**: no step network of a compress-to-failure path is stored for the {res.profile} "
+                f"profile and {res.dataset}. Run `python -m triage failure --profile {res.profile} --dataset "
+                f"{res.dataset} --seeds 0 1 2` (after the campaign), then rebuild the book.")
+    return f"Verdict {res.tag}: {summary['text']}"

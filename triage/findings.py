@@ -14,7 +14,41 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["findings", "verdicts"]
+__all__ = ["base_summary", "table1_glue", "findings", "verdicts"]
+
+
+# ----------------------------------------------------------------------------- what was dissected
+def base_summary(results: dict) -> pd.DataFrame:
+    """The base models analysed: test accuracy, test images and parameters, one row per data set.
+
+    Args:
+        results: data set -> :func:`triage.studies.autopsy_run` output.
+    """
+    return pd.DataFrame({ds: {"test accuracy": r["meta"]["base_acc"], "test images": r["meta"]["test_images"],
+                              "parameters": r["params"].set_index("layer").loc["total", "params"]}
+                         for ds, r in results.items()}).T.astype({"test images": int, "parameters": int})
+
+
+def table1_glue(t1: pd.DataFrame) -> dict:
+    """Our count of AlexNet's Table I against the paper's, as the chapter's numbers.
+
+    The paper's fc7 row is fc7's weights without their biases while its total counts them,
+    so rows are compared without fc7 (``alex_rows_equal`` of ``alex_rows``, the total
+    included), and ``alex_rows_sum`` shows the paper's rows do not add up to its total.
+
+    Args:
+        t1: :func:`triage.autopsy.parameter_table` of AlexNet with the paper's counts in a
+            ``paper`` column.
+
+    Returns:
+        ``alex_total``, ``alex_rows_equal``, ``alex_rows``, ``alex_fc7_weights``, ``alex_fc7_params``,
+        ``alex_rows_sum``, ``alex_conv_share`` (% of all parameters in conv layers).
+    """
+    same = (t1["params"] == t1["paper"]).drop(index="fc7")
+    return {"alex_total": int(t1.loc["total", "params"]), "alex_rows_equal": int(same.sum()), "alex_rows": len(same),
+            "alex_fc7_weights": int(t1.loc["fc7", "weights"]), "alex_fc7_params": int(t1.loc["fc7", "params"]),
+            "alex_rows_sum": int(t1.loc[t1.index != "total", "paper"].sum()),
+            "alex_conv_share": float(t1.loc[t1.kind == "conv", "share"].sum())}
 
 
 # ----------------------------------------------------------------------------- the paper's claims, checked

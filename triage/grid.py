@@ -8,8 +8,9 @@ One reason to change: the shape of the grid or how its state is reported. This
 module says *what* runs: the configs (:func:`expand_grid`), each network's state
 (:func:`grid_status`), the finished runs as one table (:func:`results_table`), the smoke
 grid trained directly (:func:`run_smoke_grid`) and the ``triage grid`` / ``triage status`` commands. *How* a network is executed
-(locks, papermill, the local, dask and slurm executors, :func:`run_grid`) is
-:mod:`triage.executors`; the template notebook's contract is :mod:`triage.template`.
+(its lock, papermill or a direct run) is :mod:`triage.execute`; how many are scheduled (the local,
+dask and slurm executors, :func:`run_grid`) is :mod:`triage.executors`; the template notebook's
+contract is :mod:`triage.template`.
 Their public names stay importable from here.
 
 Example:
@@ -30,8 +31,8 @@ from pathlib import Path
 from typing import Iterable
 
 from .data import DATASETS
-from .executors import (ERROR_FILE, EXECUTORS, LOCK_FILE, GridReport, RunLock, execute_network,  # noqa: F401
-                        is_complete, run_grid)
+from .execute import ERROR_FILE, LOCK_FILE, RunLock, execute_network, is_complete  # noqa: F401
+from .executors import EXECUTORS, GridReport, run_grid  # noqa: F401
 from .experiments import (_FORMAT2_DEFAULTS, MODELS, PROFILES, STORE_FORMAT, ConfigError, RunConfig, RunStore,
                           default_runs_root, make_config)
 from .init import INITS
@@ -39,7 +40,7 @@ from .template import (GLUED, NOTEBOOK, PARTIAL_NOTEBOOK, TEMPLATE_PARAMETERS, c
                        default_template, glue_summary, notebook_parameters, notebook_scraps)
 from .train import REGIMES
 
-# execute_network, run_grid, RunLock, ... (triage.executors) and glue_summary, notebook_scraps, ...
+# execute_network, RunLock, ... (triage.execute), run_grid (triage.executors) and glue_summary, notebook_scraps, ...
 # (triage.template) stay importable from here for older code and stored notebooks.
 __all__ = ["BLOCKS", "STATES", "expand_grid", "network_state", "grid_status", "status_counts",
            "results_table", "run_smoke_grid", "add_commands", "main",

@@ -6,6 +6,8 @@ Each acts in place on the child returned by :func:`triage.surgery.compress_block
 * ``random`` (RW) -- :func:`glorot_`
 * ``mean``   (MW) -- :func:`parent_mean_`
 * ``stn``    (STN) -- :func:`student_teacher_`
+
+Reason to change: how a compressed layer starts (a new initialiser, or a change to one of the three).
 """
 from __future__ import annotations
 

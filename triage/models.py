@@ -13,6 +13,8 @@ Two heads:
 * smaller inputs (32 px CIFAR/MNIST, 64 px dog crops): global average pool,
   then 512w -> 512w -> classes. At 32 px the last feature map is 1x1 already,
   so the pool changes nothing there.
+
+Reason to change: VGG16-BN's architecture, its parts' names, or its parameter and FLOP counts.
 """
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ def plot_noise(noise, ax=None, profile=None):
     """Top-1 error vs noise strength, mean and spread over draws (Fig. 5).
 
     Args:
-        noise: ``triage.autopsy.noise_sweep`` output; only rows with ``target == 'all'``.
+        noise: ``triage.robustness.noise_sweep`` output; only rows with ``target == 'all'``.
     """
     import seaborn as sns
     ax = _ax(ax)

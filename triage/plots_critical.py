@@ -131,7 +131,7 @@ def plot_ratio_sweep(summary, ax=None, profile=None, paper=True):
     """Mean one-vs-all TP, FP, balanced accuracy and AUC against the reserved ratio, with model size.
 
     Args:
-        summary: ``triage.critical.summarise_sweep`` output.
+        summary: ``triage.critical_distill.summarise_sweep`` output.
         paper: mark the paper's Table-1 averages (TP 98.6%, FP 11.0% at ratio ~0.1).
 
     Returns:

@@ -36,18 +36,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .tables import (PAPER_RESOLUTION, PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES, PILOT_CHILDREN,  # noqa: F401
-                     activation_similarity, child_lr_pilot, cka_bases, convergence_audit, convergence_audit_text,
+                     activation_similarity, child_lr_pilot, cka_bases,
                      convergence_diffs, grid_cost, margins, regime_gaps, setting_caveat, setting_differences,
                      timings)
 from .grid import run_smoke_grid  # noqa: F401  (trains; re-exported here for older code)
 from .vocabulary import GRID_SIZE, SCHEMES  # the paper's Fig. 2 order; re-exported here
+from .store import default_results_root
 
 __all__ = ["RESULTS_FORMAT", "GRID_SIZE", "SCHEMES", "FIG3_MODELS",
            "default_results_root", "default_profile", "stored_profiles", "export", "load", "Results",
            "run_smoke_grid", "grid_runs", "model_runs", "grid_size", "stored_summary", "add_commands", "main",
            # triage.tables, re-exported for older code
            "margins", "regime_gaps", "convergence_diffs", "activation_similarity", "setting_differences",
-           "cka_bases", "child_lr_pilot", "grid_cost", "convergence_audit", "convergence_audit_text",
+           "cka_bases", "child_lr_pilot", "grid_cost",
            "setting_caveat", "timings"]
 
 RESULTS_FORMAT = 2        # bump when the exported files change incompatibly
@@ -72,10 +73,6 @@ def _repo() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def default_results_root() -> Path:
-    """``$TRIAGE_RESULTS/triage`` if set, else ``<checkout>/results/triage``."""
-    from .experiments import default_results_root as root
-    return root()
 
 
 def stored_profiles(root=None) -> list[str]:

@@ -34,6 +34,8 @@ projection shortcut (1x1 conv + BN) and the identity shortcuts are removed with
 the blocks, as a plain conv with the stage's stride already gives the stage's
 output shape. Like a BasicBlock the new layer ends in a ReLU, so STN's hint at
 the stage output compares like with like.
+
+Reason to change: the ResNets' architecture or how a stage is compressed and initialised.
 """
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ which is invariant to orthogonal transforms and isotropic scaling of the feature
 networks whose block-1 outputs span the same space score near 1, whatever the filter order.
 
     >>> maps, cka = block1_record(child, base, test_loader)     # doctest: +SKIP
+
+Reason to change: how two networks' block-1 representations are compared (CKA, the Fig. 3 maps).
 """
 from __future__ import annotations
 

@@ -1,34 +1,44 @@
-"""One hash-addressed store for results that are computed once and reused, written atomically.
+"""One store for everything that is computed once and reused: runs and analyses, written atomically.
 
 Reason to change: how a stored result is addressed, laid out on disk or checked for completeness.
 
-Two kinds of entries live in it. **Runs** (:class:`RunStore`): one trained network per folder
-``<runs>/<profile>/<dataset>/<name>-<config key>/`` (config.json, metrics.csv, summary.json
-written last, weights.pt, a checkpoint while training), exported on completion to
-``results/triage/<profile>/runs/`` (:func:`export_run`). **Analyses** (:class:`ResultStore`):
-what is computed from a run, described below. Both write every file atomically.
+One class, :class:`Store`, holds both kinds of entries below its ``root``; each is addressed by
+a hash of everything that determines it, so a rerun finds and reuses finished work:
 
-An entry is a folder ``<root>/<where...>/<address>/`` holding whatever files its writer puts
-there and a marker, ``entry.json``::
+* **Runs**, addressed by their :class:`~triage.config.RunConfig`: one trained network per folder
+  ``<root>/<profile>/<dataset>/<name>-<config key>/`` (:meth:`Store.path` of the config: config.json,
+  metrics.csv, summary.json written last, weights.pt, a checkpoint while training). A finished
+  run is exported to ``<results>/<profile>/runs/<dataset>/<name>-<key>/`` (:meth:`Store.export_path`,
+  :func:`export_run`); :meth:`Store.find` and :meth:`Store.is_done` look in both.
+* **Analyses**, addressed by a spec dict: what is computed from a run (:meth:`Store.get`,
+  :meth:`Store.put`, :meth:`Store.entries`). An entry is a folder ``<root>/<where...>/<address>/``
+  (:meth:`Store.path` of the spec) holding whatever files its writer puts there and a marker,
+  ``entry.json``::
 
     {"key": <address>, "spec": <the spec>, "meta": <free-form>, "files": {<name>: {"bytes", "sha256"}}}
 
-* **Address.** ``address(spec)`` is the first :data:`KEY_LENGTH` hex digits of the SHA-256 of
-  the spec as canonical JSON (sorted keys, no spaces, tuples as lists). The spec names
-  everything that determines the result: the analysis and its format version, its
-  parameters, the model's identity (a run's name and config key), the data set and split,
-  the batch size and how many images are used (batch counts only mean something with a
-  batch size). Two specs that differ anywhere get different addresses; the ``where`` path
-  before the address (e.g. ``profile/dataset/run``) is only for people browsing the folder.
-* **Atomic.** A writer fills a fresh hidden folder beside the final one, writes the marker
-  last, and renames the folder into place in one ``os.replace``: a reader sees the whole
-  entry or none. A failed writer leaves nothing behind.
-* **Checked.** :meth:`ResultStore.get` returns an entry only if its marker parses, names this
-  spec and address, and every file it lists is there with its recorded size and hash; a
-  partial or corrupt entry reads as missing, so the caller recomputes it (and :meth:`put`
-  replaces it).
+``RunStore`` and ``ResultStore`` are compatibility names for :class:`Store` (``RunStore(root,
+results)`` is ``Store(root, results)``; ``ResultStore(root)`` is ``Store(root, results=None)``).
 
-    >>> store = ResultStore(tmp)                                           # doctest: +SKIP
+* **Address.** A run's address is its config key (:meth:`RunConfig.key`). An analysis's,
+  ``address(spec)``, is the first :data:`KEY_LENGTH` hex digits of the SHA-256 of the spec as
+  canonical JSON (sorted keys, no spaces, tuples as lists). The spec names everything that
+  determines the result: the analysis and its format version, its parameters, the model's
+  identity (a run's name and config key), the data set and split, the batch size and how many
+  images are used (batch counts only mean something with a batch size). Two specs that differ
+  anywhere get different addresses; the ``where`` path before the address (e.g.
+  ``profile/dataset/run``) is only for people browsing the folder.
+* **Atomic.** Every file is written to a temporary name and renamed into place. An analysis
+  writer fills a fresh hidden folder beside the final one, writes the marker last, and renames
+  the folder into place in one ``os.replace``: a reader sees the whole entry or none. A failed
+  writer leaves nothing behind. A run writes summary.json last, and its export likewise.
+* **Checked.** :meth:`Store.get` returns an entry only if its marker parses, names this
+  spec and address, and every file it lists is there with its recorded size and hash; a
+  partial or corrupt entry reads as missing, so the caller recomputes it (and :meth:`Store.put`
+  replaces it). A run without summary.json (and, in the run store, weights.pt) is not done.
+
+    >>> store = Store(tmp, results=None)                                   # doctest: +SKIP
+    >>> store.path(cfg)                                  # a run: <tmp>/smoke/mnist/base-<key>  # doctest: +SKIP
     >>> spec = {"analysis": "demo", "run": "base-0123", "batch_size": 256}
     >>> store.put(spec, lambda d: (d / "t.csv").write_text("a\\n1\\n"), where=("cpu", "mnist"))  # doctest: +SKIP
     >>> store.get(spec, where=("cpu", "mnist")).path.name == address(spec)  # doctest: +SKIP
@@ -48,7 +58,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, Mapping, NamedTuple
 
 import torch
 
@@ -56,7 +66,7 @@ from ._version import __version__
 from .config import _FORMAT2_DEFAULTS, ConfigError, RunConfig
 
 __all__ = ["KEY_LENGTH", "MARKER", "canonical", "address", "atomic_write_bytes", "atomic_write_json",
-           "Entry", "ResultStore", "RunStore", "default_runs_root", "default_results_root", "export_run",
+           "Entry", "Store", "ResultStore", "RunStore", "default_runs_root", "default_results_root", "export_run",
            "STORE_FORMAT", "EXPORTED", "METRIC_FIELDS"]
 
 KEY_LENGTH = 10       # hex digits of the address: 40 bits, ample for the few entries of a run folder
@@ -132,25 +142,104 @@ class Entry(NamedTuple):
     meta: dict
 
 
-class ResultStore:
-    """Hash-addressed, atomically written results below ``root`` (see the module docstring).
+# ----------------------------------------------------------------------------- the store
+
+def default_runs_root() -> Path:
+    """``$TRIAGE_RUNS`` if set; else ``<checkout>/runs`` when working inside a triage
+    checkout (so the book's notebooks, executed in ``book/``, share the CLI's store);
+    else ``./runs``."""
+    env = os.environ.get("TRIAGE_RUNS")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[1]
+    cwd = Path.cwd().resolve()
+    if (repo / "pyproject.toml").is_file() and (cwd == repo or repo in cwd.parents):
+        return repo / "runs"
+    return Path("runs")
+
+
+def default_results_root() -> Path:
+    """``$TRIAGE_RESULTS/triage`` if set, else ``<checkout>/results/triage``."""
+    env = os.environ.get("TRIAGE_RESULTS")
+    return Path(env) / "triage" if env else Path(__file__).resolve().parents[1] / "results" / "triage"
+
+
+def _run_name(cfg: RunConfig) -> str:
+    """A run folder's name: the network's name and its config key."""
+    return f"{cfg.name}-{cfg.key()}"
+
+
+@dataclass
+class Store:
+    """Runs (by config) and analyses (by spec) below ``root``, hash-addressed and written atomically.
+
+    See the module docstring for the layout. A finished run is exported (:func:`export_run`) to
+    ``results/<profile>/runs/<dataset>/<name>-<key>/``: small files that are committed, so a
+    fresh clone (where ``root`` is empty) counts the run as done, and a child can start from an
+    exported base's weights. Analyses are never exported.
 
     Args:
-        root: the store's folder (created on the first :meth:`put`).
+        root: the store's folder (None: :func:`default_runs_root`); created on the first write.
+        results: where finished runs are exported; None exports nothing; ``"auto"`` exports the
+            checkout's own store (``runs/``) into ``results/triage`` and any other store nowhere
+            unless ``$TRIAGE_RESULTS`` is set.
 
     Example:
-        >>> store = ResultStore("results/autopsy")                          # doctest: +SKIP
-        >>> hit = store.get(spec, where=("cpu", "mnist", "base-1da443184428"))  # doctest: +SKIP
+        >>> store = Store("runs")                                            # doctest: +SKIP
+        >>> store.find(cfg)                  # a finished run's folder, or None   # doctest: +SKIP
+        >>> store.get(spec, where=("cpu", "mnist", "base-1da443184428"))     # doctest: +SKIP
     """
+    root: Path | None = None
+    results: Path | str | None = "auto"
 
-    def __init__(self, root):
-        self.root = Path(root)
+    def __post_init__(self):
+        explicit = self.root is not None or bool(os.environ.get("TRIAGE_RUNS"))
+        self.root = Path(self.root) if self.root is not None else default_runs_root()
+        if isinstance(self.results, str) and self.results == "auto":
+            # The checkout's own store exports into the checkout's results/; a store chosen
+            # elsewhere (--out, $TRIAGE_RUNS: tests, CI, scratch runs) exports only when asked
+            # (results=..., $TRIAGE_RESULTS), so it never mixes into the committed results.
+            self.results = default_results_root() if (not explicit or os.environ.get("TRIAGE_RESULTS")) else None
+        self.results = Path(self.results) if self.results is not None else None
 
-    def __repr__(self) -> str:
-        return f"ResultStore({str(self.root)!r})"
+    def path(self, what: RunConfig | Mapping, where: Iterable[str] = ()) -> Path:
+        """The folder of a run (``what`` a RunConfig) or of an analysis entry (``what`` a spec
+        dict, filed below ``where``), whether or not it is stored."""
+        if isinstance(what, Mapping):
+            return self.entry_path(what, where)
+        if tuple(where):
+            raise TypeError("where= places analysis entries; a run's folder follows from its config alone")
+        return self.run_path(what)
 
-    def path(self, spec: dict, where: Iterable[str] = ()) -> Path:
-        """The folder of ``spec``'s entry, whether or not it is stored."""
+    # -- runs, addressed by their config
+
+    def run_path(self, cfg: RunConfig) -> Path:
+        """The run store's folder of ``cfg``: ``<root>/<profile>/<dataset>/<name>-<key>``."""
+        return self.root / cfg.profile / cfg.dataset / _run_name(cfg)
+
+    def export_path(self, cfg: RunConfig) -> Path | None:
+        """Where ``cfg``'s finished run is exported, or None if this store exports nothing."""
+        if self.results is None:
+            return None
+        return self.results / cfg.profile / "runs" / cfg.dataset / _run_name(cfg)
+
+    def is_done(self, cfg: RunConfig) -> bool:
+        return self.find(cfg) is not None
+
+    def find(self, cfg: RunConfig) -> Path | None:
+        """The folder of the finished run: the run store's, else its export; None if neither."""
+        d = self.run_path(cfg)
+        if (d / "summary.json").exists() and (d / "weights.pt").exists():
+            return d
+        e = self.export_path(cfg)
+        if e is not None and (e / "summary.json").exists():
+            return e
+        return None
+
+    # -- analyses, addressed by a spec
+
+    def entry_path(self, spec: Mapping, where: Iterable[str] = ()) -> Path:
+        """The folder of ``spec``'s entry below ``<root>/<where...>``, whether or not it is stored."""
         return self.root.joinpath(*map(str, where), address(spec))
 
     @staticmethod
@@ -170,12 +259,12 @@ class ResultStore:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
-    def get(self, spec: dict, where: Iterable[str] = ()) -> Entry | None:
+    def get(self, spec: Mapping, where: Iterable[str] = ()) -> Entry | None:
         """The complete entry of ``spec``, or None (never stored, partial or corrupt: recompute it)."""
-        entry = self.read_entry(self.path(spec, where))
+        entry = self.read_entry(self.entry_path(spec, where))
         return entry if entry is not None and canonical(entry.spec) == canonical(spec) else None
 
-    def put(self, spec: dict, write: Callable[[Path], None], where: Iterable[str] = (),
+    def put(self, spec: Mapping, write: Callable[[Path], None], where: Iterable[str] = (),
             meta: dict | None = None) -> Entry:
         """Store a result: ``write(folder)`` fills a fresh folder, which then replaces the entry whole.
 
@@ -190,7 +279,7 @@ class ResultStore:
             The stored :class:`Entry`. If ``write`` raises, nothing is stored and the previous
             entry (if any) is left as it was.
         """
-        final = self.path(spec, where)
+        final = self.entry_path(spec, where)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
         try:
@@ -222,8 +311,9 @@ class ResultStore:
                 shutil.rmtree(old, ignore_errors=True)
 
     def entries(self, where: Iterable[str] = (), **match) -> list[Entry]:
-        """Complete entries directly below ``<root>/<where...>`` (glob patterns allowed) whose spec has
-        the ``match`` values, newest first (by the marker's modification time).
+        """Complete analysis entries directly below ``<root>/<where...>`` (glob patterns allowed)
+        whose spec has the ``match`` values, newest first (by the marker's modification time).
+        Run folders have no marker and are never listed.
 
         Example:
             >>> store.entries(("cpu", "cifar10", "base-1da443184428"), analysis="critical")  # doctest: +SKIP
@@ -234,21 +324,16 @@ class ResultStore:
         return sorted(found, key=lambda e: (e.path / MARKER).stat().st_mtime, reverse=True)
 
 
-# ----------------------------------------------------------------------------- runs
+# Compatibility names, from when runs and analyses had a class each; new code says ``Store``.
+RunStore = Store
 
-def default_runs_root() -> Path:
-    """``$TRIAGE_RUNS`` if set; else ``<checkout>/runs`` when working inside a triage
-    checkout (so the book's notebooks, executed in ``book/``, share the CLI's store);
-    else ``./runs``."""
-    env = os.environ.get("TRIAGE_RUNS")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[1]
-    cwd = Path.cwd().resolve()
-    if (repo / "pyproject.toml").is_file() and (cwd == repo or repo in cwd.parents):
-        return repo / "runs"
-    return Path("runs")
 
+def ResultStore(root) -> Store:  # noqa: N802  (reads as the class it once was)
+    """Compatibility name: ``Store(root, results=None)``, the store of analyses below ``root``."""
+    return Store(root, results=None)
+
+
+# ----------------------------------------------------------------------------- run folders
 
 def _git_hash(here: Path | None = None) -> str:
     try:
@@ -279,58 +364,6 @@ STORE_FORMAT = 1  # bump when the layout of a run folder changes incompatibly
 # What a finished run exports into results/ (small, committed); weights only for bases,
 # which later children (on another machine) and the analyses start from.
 EXPORTED = ("config.json", "summary.json", "metrics.csv", "block1.npz")
-
-
-def default_results_root() -> Path:
-    """``$TRIAGE_RESULTS/triage`` if set, else ``<checkout>/results/triage``."""
-    env = os.environ.get("TRIAGE_RESULTS")
-    return Path(env) / "triage" if env else Path(__file__).resolve().parents[1] / "results" / "triage"
-
-
-@dataclass
-class RunStore:
-    """Run folders under ``root``, addressed by config hash, and their exports under ``results``.
-
-    A finished run is exported (:func:`export_run`) to
-    ``results/<profile>/runs/<dataset>/<name>-<key>/``: small files that are committed, so a
-    fresh clone (where ``root`` is empty) counts the run as done, and a child can start
-    from an exported base's weights. ``results=None`` exports nothing; the default exports
-    the checkout's own store (``runs/``) into ``results/triage`` and any other store nowhere
-    unless ``$TRIAGE_RESULTS`` is set.
-    """
-    root: Path | None = None
-    results: Path | str | None = "auto"
-
-    def __post_init__(self):
-        explicit = self.root is not None or bool(os.environ.get("TRIAGE_RUNS"))
-        self.root = Path(self.root) if self.root is not None else default_runs_root()
-        if isinstance(self.results, str) and self.results == "auto":
-            # The checkout's own store exports into the checkout's results/; a store chosen
-            # elsewhere (--out, $TRIAGE_RUNS: tests, CI, scratch runs) exports only when asked
-            # (results=..., $TRIAGE_RESULTS), so it never mixes into the committed results.
-            self.results = default_results_root() if (not explicit or os.environ.get("TRIAGE_RESULTS")) else None
-        self.results = Path(self.results) if self.results is not None else None
-
-    def path(self, cfg: RunConfig) -> Path:
-        return self.root / cfg.profile / cfg.dataset / f"{cfg.name}-{cfg.key()}"
-
-    def export_path(self, cfg: RunConfig) -> Path | None:
-        if self.results is None:
-            return None
-        return self.results / cfg.profile / "runs" / cfg.dataset / f"{cfg.name}-{cfg.key()}"
-
-    def is_done(self, cfg: RunConfig) -> bool:
-        return self.find(cfg) is not None
-
-    def find(self, cfg: RunConfig) -> Path | None:
-        """The folder of the finished run: the run store's, else its export; None if neither."""
-        d = self.path(cfg)
-        if (d / "summary.json").exists() and (d / "weights.pt").exists():
-            return d
-        e = self.export_path(cfg)
-        if e is not None and (e / "summary.json").exists():
-            return e
-        return None
 
 
 def _check_folder(run_dir: Path, cfg: RunConfig) -> None:

@@ -11,7 +11,8 @@ the data set, the batch size, the image counts and every parameter -- below a fo
 ``<profile>/<dataset>/<run>/`` for people browsing it. A later call with the same spec reads
 the tables back without touching the model, so the book builds from stored results alone.
 
-* :func:`autopsy_run` -- every autopsy table of one run (book/autopsy.ipynb).
+* :func:`autopsy_run`, :func:`autopsy_bases` -- every autopsy table of one run, and of the
+  base of each data set of a profile (book/autopsy.ipynb).
 * :func:`critical_run`, :func:`am_run` -- maps, Table 1 and the ratio sweep of one run, and
   activation maximisation of its top filters (the explorer).
 * :func:`critical_base`, :func:`find_base` -- the critical-paths chapter on one base run
@@ -43,7 +44,7 @@ from .kmeans import filter_kmeans_sweep, kmeans_sweep
 from .robustness import noise_sweep, rounding_table
 from .store import Entry, ResultStore
 
-__all__ = ["SWEEPS", "AUTOPSY_BATCH", "autopsy_spec", "autopsy_run", "profile_note", "critical_spec",
+__all__ = ["SWEEPS", "AUTOPSY_BATCH", "autopsy_spec", "autopsy_run", "autopsy_bases", "profile_note", "critical_spec",
            "critical_run", "am_spec", "am_run", "stored_am", "critical_base_spec", "critical_base", "find_base",
            "read_analysis"]
 
@@ -121,7 +122,8 @@ def autopsy_run(cfg, *, store=None, results_dir="results/autopsy", max_batches: 
         table: params, filters, stats_layer, stats_kind, hist_kind, hist_fc, pca,
         sparsity, noise, layer_noise, rounding, kmeans, filter_kmeans.
     """
-    from .data import get_loaders, spec
+    from .data import spec
+    from .loaders import get_loaders
 
     unknown = set(sweeps) - set(SWEEPS)
     if unknown:
@@ -178,6 +180,34 @@ def autopsy_run(cfg, *, store=None, results_dir="results/autopsy", max_batches: 
     return res
 
 
+def autopsy_bases(profile: str, datasets: Sequence[str], *, seed: int = 0, runs_root=None, results_dir=None,
+                  **kwargs) -> dict:
+    """:func:`autopsy_run` on the base network of each data set of a profile (book/autopsy.ipynb).
+
+    The bases are looked up in the run store (``runs_root``, else ``$TRIAGE_RUNS``, else the
+    checkout's ``runs/``) and in the checkout's committed ``results/triage``, where the
+    campaign's bases are exported with their weights, so a fresh clone finds them without
+    training; the analyses are stored under ``results_dir`` (None: the checkout's
+    ``results/autopsy``).
+
+    Args:
+        profile: the profile of the bases (``campaign``, ``cpu``, ...).
+        datasets: data sets, in the order the chapter shows them.
+        seed: seed of the base runs and of the analyses' noise draws.
+        **kwargs: passed to :func:`autopsy_run` (max_batches, recompute, device, data_root, sweeps).
+
+    Returns:
+        data set -> :func:`autopsy_run` output.
+    """
+    import os
+    repo = Path(__file__).resolve().parents[1]
+    store = ex.RunStore(runs_root or os.environ.get("TRIAGE_RUNS") or repo / "runs",
+                        results=repo / "results" / "triage")
+    return {ds: autopsy_run(ex.make_config(ds, profile=profile, seed=seed), store=store, seed=seed,
+                            results_dir=results_dir or repo / "results" / "autopsy", **kwargs)
+            for ds in datasets}
+
+
 def profile_note(profile: str) -> str:
     """One sentence on what the autopsy verdicts of a profile's bases can claim (the chapter's caveat)."""
     p = ex.PROFILES[profile]
@@ -190,7 +220,8 @@ def profile_note(profile: str) -> str:
                 "full scale on CIFAR-100 and Stanford Dogs); `-p profile paper` gives claims about full-width "
                 "VGG16-BN trained as in the paper.")
     if p.stopping == "plateau":
-        return (f"These verdicts describe the {profile} profile's converged bases: width {p.width:g} VGG16-BN "
+        widths = f"width {p.width:g}" + "".join(f" ({d}: {w:g})" for d, w in p.widths)
+        return (f"These verdicts describe the {profile} profile's converged bases: {widths} VGG16-BN "
                 "trained on the full training sets to a validation plateau (see the first table for their "
                 "accuracy), evaluated on the first test images as the first table says.")
     return "These verdicts describe full-width VGG16-BN trained as in the paper's Tables 1-2."
@@ -226,7 +257,7 @@ def critical_run(cfg, *, store=None, results_dir="results/critical", layer: str 
                  rule: str = "argmax", map_batches: int | None = None, test_batches: int | None = None,
                  batch_size: int = 250, recompute: bool = False, device="cpu", data_root=None,
                  progress: bool = False) -> dict:
-    """:func:`triage.critical.analyse` on the trained network of one run config, stored and reused.
+    """:func:`triage.critical_distill.analyse` on the trained network of one run config, stored and reused.
 
     The run is trained or reused with ``triage.run``; the maps come from the run's training
     subset, the rates from its test subset (both without flips). The tables (``table``,
@@ -238,7 +269,7 @@ def critical_run(cfg, *, store=None, results_dir="results/critical", layer: str 
         store: the ``RunStore`` of the runs (None: the default one).
         results_dir: root of the stored results.
         layer: the layer whose maps are kept (Fig. 2's Conv5_1).
-        ratio, ratios, rule, map_batches, test_batches: as in :func:`triage.critical.analyse`.
+        ratio, ratios, rule, map_batches, test_batches: as in :func:`triage.critical_distill.analyse`.
         batch_size: loader batch size. With ``map_batches``/``test_batches`` it sets how many
             images are used, so it is part of the results' address.
         recompute: ignore stored results.
@@ -248,7 +279,7 @@ def critical_run(cfg, *, store=None, results_dir="results/critical", layer: str 
         ``analyse``'s dict, with ``maps`` holding ``layer`` only and ``meta`` also naming the
         run, its profile and ``source`` (computed now, or the folder it was read from).
     """
-    from .data import get_loaders
+    from .loaders import get_loaders
 
     ratio = cr._check_ratio(ratio)
     ratios = sorted({cr._check_ratio(r) for r in ratios} | {ratio})
@@ -304,7 +335,7 @@ def am_run(cfg, maps: cr.ClassMaps, classes: Sequence, *, layer: str = "Conv5_1"
         maps: that network's ``ClassMaps`` (``critical_run(...)["maps"]``).
         classes: class names or indexes.
         layer, top_k: the filters, as in ``triage.critical.top_filters``.
-        steps, seed: as in ``triage.critical.activation_maximisation``.
+        steps, seed: as in ``triage.critical_am.activation_maximisation``.
         store: the ``RunStore`` of the runs (None: the default one).
         results_dir: root of the stored results (that of :func:`critical_run`).
         recompute, device, data_root, progress: ignore stored images; where the model runs;
@@ -427,7 +458,8 @@ def critical_base(run_dir, *, results_dir="results/critical", ratio: float = cr.
         >>> res = critical_base("runs/wide/cifar10/base-0123abcd4567", device="cuda")   # doctest: +SKIP
         >>> critical_eval.paper_table(res["rates"], base_mb=res["meta"]["base_mb"])     # doctest: +SKIP
     """
-    from .data import DeviceLoader, channel_stats, load_split, spec
+    from .data import channel_stats, load_split, spec
+    from .loaders import DeviceLoader
 
     run_dir = Path(run_dir)
     ratio = cr._check_ratio(ratio)

@@ -22,7 +22,7 @@ from .vocabulary import GRID_SIZE
 
 __all__ = ["PILOT_CHILDREN", "PAPER_TRAIN_IMAGES", "PAPER_TEST_IMAGES", "PAPER_RESOLUTION",
            "margins", "regime_gaps", "convergence_diffs", "activation_similarity", "cka_bases",
-           "child_lr_pilot", "grid_cost", "convergence_audit", "convergence_audit_text",
+           "child_lr_pilot", "grid_cost",
            "setting_differences", "setting_caveat", "timings"]
 
 # The child-lr pilot (tools/gpu_campaign.py): one child per block, all three initialisers, both regimes.
@@ -132,10 +132,12 @@ def setting_differences(runs):
         DataFrame: dataset, setting, ours, paper, same (bool).
     """
     import pandas as pd
-    from .experiments import TABLE1, TABLE2
+    from .config import TABLE1, TABLE2
     rows = []
     for dataset, part in runs.groupby("dataset", sort=False):
         base = part[part["block"] == 0]
+        if "name" in base:   # the control is a block-0 row trained with the children's schedule
+            base = base[base["name"] != "control"]
         kids = part[part["block"] > 0]
 
         def vals(frame, col):
@@ -234,7 +236,8 @@ def cka_bases(runs, data_root=None):
     """
     import itertools
     import pandas as pd
-    from .data import DataError, get_loaders
+    from .data import DataError
+    from .loaders import get_loaders
     from .experiments import load_model
     from .similarity import CKA_IMAGES, block1_features, linear_cka
     rows = []
@@ -264,7 +267,7 @@ def child_lr_pilot(root=None, profile: str = "campaign"):
         when no pilot is stored.
     """
     import pandas as pd
-    from .experiments import default_results_root
+    from .store import default_results_root
     root = Path(root) if root is not None else default_results_root()
     path = root / profile / "child_lr_pilot.json"
     if not path.is_file():
@@ -295,7 +298,7 @@ def grid_cost(table):
         controls, and ``grid_hours``. Empty when nothing is stored.
     """
     import pandas as pd
-    from .experiments import PROFILES
+    from .config import PROFILES
     cols = ["n_fm", "fm_s", "n_tm", "tm_s", "n_control", "control_s", "grid_hours"]
     if table.empty or "device" not in table.columns:
         return pd.DataFrame(columns=cols)
@@ -315,82 +318,3 @@ def grid_cost(table):
                         "n_control": len(ctl), "control_s": med(ctl),
                         "grid_hours": (15 * med(fm) + 15 * med(tm) + c) / 3600}
     return pd.DataFrame.from_dict(rows, orient="index", columns=cols).rename_axis("device")
-
-
-def convergence_audit(table, margin: float = 0.005):
-    """Did the bases converge? Each base against the same base trained twice as long.
-
-    An audit run is a base config of the same data set, profile and seed with
-    ``stopping="fixed"`` (it trains its whole ``epochs``, about twice what the base
-    trained); issue 12 asks that it gain less than ``margin`` (0.5 points) of test accuracy
-    at the best validation epoch.
-
-    Two gains are reported. ``gain``: the audit run's accuracy minus the base's. When the
-    two ran on different devices (a GPU base, a CPU audit) their trajectories differ from
-    the first step, so this gain mixes training length with device noise. ``gain_within``
-    compares like with like: inside the audit run, the test accuracy at the best validation
-    epoch of all its epochs minus that of its first ``base_epochs`` epochs (where the base
-    stopped; the lr schedule is the same up to there). The verdict uses ``gain_within`` when
-    the audit's per-epoch metrics are at hand (``run_dir``), else ``gain``.
-
-    Args:
-        table: runs of a profile with format-2 columns, audit runs included (e.g.
-            ``triage.grid.results_table(results_root, profile, exported=True)``; ``runs.csv``
-            leaves audit runs out as they are not grid networks).
-        margin: the largest gain that still counts as converged.
-
-    Returns:
-        DataFrame: dataset, seed, base and audit epochs and accuracies, gain, gain_within,
-        converged, devices (base / audit).
-    """
-    import pandas as pd
-    cols = ["dataset", "seed", "base_epochs", "base_acc", "audit_epochs", "audit_acc", "gain", "gain_within",
-            "converged", "devices"]
-    if table.empty or "stopping" not in table.columns:
-        return pd.DataFrame(columns=cols)
-    b0 = table[(table["block"] == 0) & (table["name"] == "base")]
-    rows = []
-    for (ds, seed), part in b0.groupby(["dataset", "seed"]):
-        base = part[part["stopping"] == "plateau"]
-        audit = part[part["stopping"] == "fixed"]
-        if base.empty or audit.empty:
-            continue
-        b, a = base.iloc[0], audit.sort_values("epochs").iloc[-1]
-        gain = float(a["test_acc_at_best_val"] - b["test_acc_at_best_val"])
-        within = _gain_within(a.get("run_dir"), int(b["epochs_trained"]))
-        rows.append({"dataset": ds, "seed": int(seed), "base_epochs": int(b["epochs_trained"]),
-                     "base_acc": float(b["test_acc_at_best_val"]), "audit_epochs": int(a["epochs_trained"]),
-                     "audit_acc": float(a["test_acc_at_best_val"]), "gain": gain, "gain_within": within,
-                     "converged": (gain if within != within else within) < margin,
-                     "devices": f"{b.get('device') or '?'} / {a.get('device') or '?'}"})
-    return pd.DataFrame(rows, columns=cols)
-
-
-def convergence_audit_text(audit, margin: float = 0.005) -> str:
-    """One paragraph on :func:`convergence_audit`'s table, for the results chapter."""
-    if audit is None or audit.empty:
-        return "No audit run is stored for this profile yet."
-    parts = []
-    for r in audit.itertuples():
-        within = ("n/a" if r.gain_within != r.gain_within else f"{100 * r.gain_within:+.2f}")
-        parts.append(f"{r.dataset} seed {r.seed}: {r.audit_epochs} epochs against {r.base_epochs}, "
-                     f"{100 * r.gain:+.2f} pt against the base ({r.devices}), {within} pt within the audit run")
-    ok = audit["converged"].all()
-    verdict = (f"every audited base is converged by the issue's criterion (a gain below {100 * margin:.1f} pt)"
-               if ok else "at least one audited base is **not** converged: " +
-               ", ".join(audit.loc[~audit["converged"], "dataset"]))
-    return (f"Audited: {'; '.join(parts)}. So {verdict}. The *within* figure is the one the verdict reads: "
-            "it compares the long run with its own first epochs, on one device.")
-
-
-def _gain_within(run_dir, first: int) -> float:
-    """Test accuracy at the best validation epoch of all epochs minus of the first ``first`` epochs."""
-    import pandas as pd
-    path = Path(run_dir) / "metrics.csv" if isinstance(run_dir, str) and run_dir else None
-    if path is None or not path.is_file():
-        return float("nan")
-    m = pd.read_csv(path)
-    if m["val_acc"].isna().all() or len(m) <= first:
-        return float("nan")
-    at_best = lambda part: float(part.loc[part["val_acc"].idxmax(), "test_acc"])   # noqa: E731
-    return at_best(m) - at_best(m.iloc[:first])

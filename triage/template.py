@@ -2,7 +2,7 @@
 
 One reason to change: the template notebook (``triage/templates/triage_experiment.ipynb``,
 linked from ``book/templates/``) or the way papermill runs it. The grid executes one copy
-of the template per network (:func:`triage.executors.execute_network`); this module says
+of the template per network (:func:`triage.execute.execute_network`); this module says
 which parameters the template's ``parameters`` cell must define (TEMPLATE_PARAMETERS) and
 gets (:func:`notebook_parameters`), which numbers the template glues
 (:func:`glue_summary`) and the grid reads back (:func:`notebook_scraps`), and which

@@ -11,6 +11,8 @@ Regimes after compression:
   so the frozen BNs keep the parent's running statistics (our choice -- the
   paper does not say; updating them would change the frozen network).
 * ``thawed`` (TM): everything learns, all BNs in train mode.
+
+Reason to change: how one epoch trains or evaluates, the regimes, or the schedule.
 """
 from __future__ import annotations
 
@@ -289,7 +291,7 @@ class CachedFeatures:
 
     Args:
         fn: frozen module or function ``x -> tensor`` (or a tuple of tensors).
-        loader: the :class:`~triage.data.DeviceLoader` to mirror (train, shuffled).
+        loader: the :class:`~triage.loaders.DeviceLoader` to mirror (train, shuffled).
         amp_dtype: autocast dtype the outputs are computed and kept in (None: fp32).
         batch_size: images per forward pass while filling the cache.
 

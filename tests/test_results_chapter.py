@@ -1,0 +1,128 @@
+"""The Results and Reproduce chapters' numbers and prose, on small tables worked out by hand."""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from triage import results_chapter as rc
+
+
+def _runs(control=True):
+    rows = [
+        dict(dataset="cifar10", block=0, name="base", regime=None, scheme="base", acc=0.80, epochs=20, best_epoch=15,
+             epochs_trained=20, e99=None),
+        dict(dataset="cifar10", block=1, name="b1-random-frozen", regime="frozen", scheme="FM-RW", acc=0.70,
+             epochs=25, e99=4.0),
+        dict(dataset="cifar10", block=2, name="b2-mean-frozen", regime="frozen", scheme="FM-MW", acc=0.85,
+             epochs=25, e99=2.0),
+        dict(dataset="cifar10", block=2, name="b2-mean-thawed", regime="thawed", scheme="TM-MW", acc=0.90,
+             epochs=25, e99=6.0),
+        dict(dataset="cifar10", block=3, name="b3-stn-thawed", regime="thawed", scheme="TM-STN", acc=0.78,
+             epochs=25, e99=3.0),
+        # another data set: never in cifar10's numbers
+        dict(dataset="mnist", block=1, name="b1-random-frozen", regime="frozen", scheme="FM-RW", acc=0.99,
+             epochs=25, e99=8.0),
+    ]
+    if control:
+        rows.append(dict(dataset="cifar10", block=0, name="control", regime=None, scheme="Control", acc=0.82,
+                         epochs=25, epochs_trained=10, e99=None))
+    return pd.DataFrame(rows).rename(columns={"acc": "test_acc_at_best_val", "e99": "epochs_to_99pct_val"})
+
+
+def test_headline_glue_by_hand():
+    values, md = rc.headline_glue(_runs(), "cifar10", "test_acc_at_best_val")
+    assert values["base_acc"] == 0.80
+    # FM: 0.70, 0.85 -> mean 0.775, one at least the base; TM: 0.90, 0.78 -> mean 0.84
+    assert (values["fm_n"], values["fm_min"], values["fm_max"], values["fm_above"]) == (2, 0.70, 0.85, 1)
+    assert values["fm_mean"] == pytest.approx(0.775) and values["tm_mean"] == pytest.approx(0.84)
+    assert (values["tm_n"], values["tm_above"]) == (2, 1)
+    assert (values["best_name"], values["best_acc"]) == ("block 2 TM-MW", 0.90)
+    assert (values["base_epochs"], values["base_epoch_of_max"]) == (20, 15)
+    assert md == {"control_note": "The control (the base trained 10 more epochs with the children's schedule) "
+                                  "reaches 0.820: the reference a child must beat."}
+    _, md = rc.headline_glue(_runs(control=False), "cifar10", "test_acc_at_best_val")
+    assert md["control_note"].startswith("These results have no control")
+
+
+def test_convergence_glue_by_hand():
+    table, values = rc.convergence_glue(_runs(), "cifar10", "test_acc_at_best_val")
+    assert list(table.columns) == ["FM-RW", "FM-MW", "TM-MW", "TM-STN"]   # Fig. 2's order, present schemes only
+    assert table.loc["mnist", "FM-RW"] == 8.0 and math.isnan(table.loc["mnist", "TM-MW"])
+    assert values["child_epochs"] == "25"
+    assert (values["e99_FM_RW"], values["e99_TM_MW"], values["e99_TM_STN"]) == (4.0, 6.0, 3.0)
+    assert math.isnan(values["e99_FM_STN"])   # no such network on cifar10
+    # the paper's measure reads epochs to 99% of the max test accuracy
+    runs = _runs().rename(columns={"epochs_to_99pct_val": "epochs_to_99pct"})
+    assert rc.convergence_glue(runs, "cifar10", "max_test_acc")[1]["e99_FM_MW"] == 2.0
+
+
+def _acts(rw_sign):
+    base = np.random.default_rng(0).normal(size=(2, 4, 4))
+    maps = np.stack([base, base, 2 * base + 1, rw_sign * base])   # STN maps: the base's up to scale
+    return {"activations": maps, "labels": ["Base", "FM-STN", "TM-STN", "TM-RW"], "dataset": "cifar10"}
+
+
+def test_fig3_glue_by_hand():
+    table, values, md = rc.fig3_glue(_acts(-1))
+    assert table["mean"].to_dict() == {"FM-STN": 1.0, "TM-RW": -1.0, "TM-STN": 1.0}
+    assert list(table.columns) == [0, 1, "mean"]   # one column per filter
+    assert values == pytest.approx({"r_FM_STN": 1.0, "r_TM_STN": 1.0, "r_TM_RW": -1.0})
+    assert md["fig3_note"] == ("Here the cifar10 maps of both STN models are closer to the base's than TM-RW's, "
+                               "as the paper saw.")
+    assert "*not* both closer" in rc.fig3_glue(_acts(1))[2]["fig3_note"]   # TM-RW as close as the STN models
+    table, values, md = rc.fig3_glue(None)
+    assert table is None and all(math.isnan(v) for v in values.values()) and len(values) == 3
+    assert md["fig3_note"].startswith("No Fig. 3 activations are stored")
+
+
+def test_what_is_stored():
+    runs = pd.DataFrame({"dataset": ["mnist", "mnist", "cifar10"], "seed": [0, 1, 0], "name": ["base", "b1", "b2"],
+                         "scheme": ["base", "FM-RW", "FM-RW"], "key": ["a", "b", "c"],
+                         "stop_reason": ["converged", "cap", "converged"], "majority_frac": [0.2, 0.95, 0.9]})
+    reasons = rc.stop_reasons(runs)
+    assert reasons.loc[("mnist", "FM-RW"), "cap"] == 1 and reasons.loc[("mnist", "FM-RW"), "converged"] == 0
+    assert rc.collapsed_text(runs) == ("**Collapsed networks** (≥ 90% of test images given one class: a failure, not "
+                                       "a result): 2, mnist seed 1 b1, cifar10 seed 0 b2")
+    assert rc.collapsed_text(runs.assign(majority_frac=0.1)).endswith("a result): 0")
+    assert rc.stop_reasons(runs.drop(columns="stop_reason")) is None
+    assert rc.collapsed_text(runs.drop(columns="majority_frac")) is None
+    prov = rc.provenance_table({"exported": "today", "triage_version": "0.1", "git_hash": "abc",
+                                "machine": {"cpu": "x86", "cores": 2}, "runs_devices": ["cpu", "cuda"]})
+    assert prov["value"].to_dict() == {"exported": "today", "triage": "0.1", "git": "abc", "machine": "x86, 2 cores",
+                                       "devices of the runs": "cpu, cuda"}
+    assert rc.grid_state_text(True) == "Every network of the grid is present."
+    assert rc.grid_state_text(False).startswith("**The grid is partial**")
+
+
+def test_profile_timings_names_profile_and_machine():
+    runs = pd.DataFrame({"dataset": ["mnist"] * 3, "seed": [0] * 3, "block": [0, 1, 2],
+                         "train_seconds": [600.0, 100.0, 300.0], "notebook_seconds": [700.0, 150.0, 350.0]})
+    t = rc.profile_timings({"cpu": SimpleNamespace(runs=runs, provenance={"machine": {"cpu": "x86", "cores": 2}}),
+                            "smoke": SimpleNamespace(runs=runs, provenance={})})
+    assert list(t["profile"]) == ["cpu", "smoke"] and list(t["machine"]) == ["x86, 2 cores", "?, ? cores"]
+    assert (t["base_s"].iloc[0], t["child_median_s"].iloc[0], t["notebook_total_s"].iloc[0]) == (600.0, 200.0, 1200.0)
+    assert rc.profile_timings({}).empty
+
+
+def test_timing_glue_by_hand():
+    times = pd.DataFrame({
+        "profile": ["cpu", "cpu", "cpu", "other"], "dataset": ["cifar10", "mnist", "stanford_dogs", "mnist"],
+        "machine": ["x86, 2 cores"] * 3 + ["gpu box"], "networks": [31, 31, 31, 5],
+        "base_s": [600.0, 1200.0, 2400.0, 1.0], "child_median_s": [100.0, 100.4, 300.0, 1.0],
+        "grid_estimate_h": [1.0, 1.5, 3.0, 9.0], "train_total_h": [2.0, 2.0, 2.0, 9.0],
+        "notebook_total_s": [7200.0] * 3 + [1.0]})
+    values, md = rc.timing_glue(times)
+    assert values == {"cpu_machine": "x86, 2 cores", "cpu_grids": 3, "cpu_networks": 93,
+                      "cpu_base_min": "10.0-20.0",   # 600 and 1200 s; Stanford Dogs apart
+                      "cpu_child_s": "100",          # 100 and 100.4 s round alike: one value
+                      "cpu_grid_h": "1.00-1.50", "cpu_total_h": 6.0, "cpu_notebook_h": 6.0, "grid_size": 31}
+    assert md["cpu_dogs"] == ("Stanford Dogs (64x64 crops, four times the pixels): base 40.0 min, a compressed "
+                              "network 300 s, 3.00 h per grid.")
+    assert md["smoke_note"].startswith("No smoke results are stored")
+    assert rc.timing_glue(times.assign(profile="smoke"))[1]["smoke_note"] == (
+        "The smoke profile's times are in the table above.")
+    values, md = rc.timing_glue(pd.DataFrame())
+    assert (values["cpu_machine"], values["cpu_grids"], values["cpu_base_min"]) == ("no cpu results stored", 0, "n/a")
+    assert math.isnan(values["cpu_total_h"]) and md["cpu_dogs"] == "No Stanford Dogs cpu grid is stored."
