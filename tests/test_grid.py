@@ -609,3 +609,25 @@ def test_dask_executor_on_a_local_cluster_matches_the_local_executor(full_grid, 
     for mine, theirs in zip(table.run_dir, local.run_dir):
         cols = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc"]
         assert load_metrics(mine)[cols].equals(load_metrics(theirs)[cols])
+
+
+def test_grid_on_another_store_refuses_to_retrain_what_results_holds(tmp_path, monkeypatch, capsys):
+    """A grid pointed at a runs folder other than the checkout's reads no exports: it would
+    train committed networks again (it did, for two campaign bases). It refuses, names a way out,
+    and trains nothing; a store that reads the exports, or --retrain-exported, goes ahead."""
+    import triage.store
+    results = tmp_path / "results" / "triage"
+    cfgs = grid.expand_grid("mnist", "smoke", blocks=(1,), inits=("random",), regimes=("thawed",))
+    held = RunStore(tmp_path / "unused", results=results).export_path(cfgs[0])   # the base
+    held.mkdir(parents=True)
+    (held / "summary.json").write_text("{}")
+    monkeypatch.setattr(triage.store, "default_results_root", lambda: results)
+    rc = cli(["grid", "--dataset", "mnist", "--profile", "smoke", "--blocks", "1", "--inits", "random",
+              "--regimes", "thawed", "--out", str(tmp_path / "runs"), "--no-notebooks", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "1 of these 2 networks are already in" in err and "mnist/base seed 0" in err
+    assert "TRIAGE_RESULTS=" in err and "--retrain-exported" in err
+    assert not (tmp_path / "runs").exists()
+    grid._check_exports_seen(cfgs, RunStore(tmp_path / "runs", results=results))   # reads them: no error
+    with pytest.raises(ConfigError):
+        grid._check_exports_seen(cfgs, RunStore(tmp_path / "runs", results=None))

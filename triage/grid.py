@@ -326,6 +326,9 @@ def add_commands(subparsers) -> tuple[str, ...]:
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     g.add_argument("--timeout", type=float, default=None, help="seconds one notebook cell may run")
     g.add_argument("--no-progress", action="store_true", help="one log line per network, no bar")
+    g.add_argument("--retrain-exported", action="store_true",
+                   help="with --out or $TRIAGE_RUNS: train networks again that the checkout's results/ "
+                        "already holds (by default that is an error, since this store does not read them)")
     s = subparsers.add_parser("status", help="done / running / failed / partial / missing per data set")
     common(s)
     s.add_argument("--table", action="store_true", help="also print max test accuracy per scheme and block")
@@ -384,6 +387,8 @@ def _grid_main(args) -> int:
         raise ConfigError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
     cfgs = _cfgs_from_args(args)
     store = RunStore(args.out) if args.out else RunStore()
+    if not args.retrain_exported:
+        _check_exports_seen(cfgs, store)
     progress = not args.no_progress
     report = run_grid(cfgs, store, executor=args.executor, scheduler=args.scheduler,
                       template=args.template, data_root=args.data_root, device=args.device,
@@ -398,6 +403,25 @@ def _grid_main(args) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _check_exports_seen(cfgs, store: RunStore) -> None:
+    """A store chosen with --out or $TRIAGE_RUNS reads no exports (it must not mix into the
+    committed results), so it would train again, silently, every network that the checkout's
+    results/ holds: hours of a campaign, and bases that differ from the ones the exported
+    children were trained from. Refuse, and say how to read them instead."""
+    if store.results is not None:
+        return
+    from .store import default_results_root
+    seen = RunStore(store.root, results=default_results_root())
+    held = [c for c in cfgs if not store.is_done(c) and seen.export_path(c) is not None
+            and (seen.export_path(c) / "summary.json").exists()]
+    if held:
+        raise ConfigError(
+            f"{len(held)} of these {len(cfgs)} networks are already in {default_results_root()} (e.g. "
+            f"{held[0].dataset}/{held[0].name} seed {held[0].seed}), which the store {store.root} does not "
+            f"read: set TRIAGE_RESULTS={default_results_root().parent} to use them (finished runs are then "
+            "exported there too), or pass --retrain-exported to train them again")
 
 
 def _status_main(args) -> int:

@@ -282,16 +282,38 @@ def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: 
         >>> export("cpu")                       # doctest: +SKIP
         PosixPath('.../results/triage/cpu')
     """
-    import pandas as pd
-    from ._version import __version__
-    from .experiments import PROFILES, _git_hash, atomic_write_json, default_runs_root
-    from .grid import results_table
-    from .plots import load_metrics
+    from .experiments import PROFILES, atomic_write_json, default_runs_root
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
     out_dir = (Path(out) if out is not None else default_results_root()) / profile
+    table, dropped, partial = _export_table(profile, runs_root, out_dir, datasets, grid_only, complete_only)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table, runs, changed = _write_tables(table, out_dir, data_root)
+    fig, fig_changed = _write_fig3(table, out_dir, fig3, image_index, n_filters, data_root, log)
+    prov = _provenance(profile, table, runs, fig, dropped, partial)
+    old = {}
+    if (out_dir / "provenance.json").is_file():
+        try:
+            old = json.loads((out_dir / "provenance.json").read_text())
+        except ValueError:
+            old = {}
+    if changed or fig_changed or {k: v for k, v in old.items() if k != "exported"} != prov:
+        prov["exported"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        atomic_write_json(out_dir / "provenance.json", prov)
+    cov = ", ".join(f"{c['dataset']} seed {c['seed']}: {c['networks']}/{grid_size(profile)}"
+                    for c in prov["coverage"])
+    log(f"exported {len(runs)} {profile} network(s) ({cov})"
+        f"{', Fig. 3 activations' if fig is not None else ''} -> {out_dir}")
+    return out_dir
+
+
+def _export_table(profile: str, runs_root: Path, out_dir: Path, datasets, grid_only: bool, complete_only: bool):
+    """The finished runs an export writes: (table, networks dropped as not in the grid, partial
+    grids left out)."""
+    import pandas as pd
+    from .grid import results_table
     # runs exported as they finished (results/<profile>/runs/, committed; a fresh clone has
     # only these) and runs still only in the run store; the run store's copy wins
     local = results_table(runs_root, profile)
@@ -313,8 +335,14 @@ def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: 
     if table.empty:
         raise ValueError(f"no finished {profile}-profile run in {runs_root / profile}; run "
                          f"`python -m triage grid --dataset DATASET --profile {profile}` first")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return table, dropped, partial
 
+
+def _write_tables(table, out_dir: Path, data_root):
+    """runs.csv, metrics.csv (every epoch of every run) and cka_bases.csv: (table with its
+    ``run`` and ``notebook_seconds`` columns, the runs as written, whether a file changed)."""
+    import pandas as pd
+    from .plots import load_metrics
     table = table.copy()
     table["notebook_seconds"] = [_notebook_seconds(p) for p in table["notebook"]]
     table["run"] = [Path(d).name for d in table["run_dir"]]
@@ -331,29 +359,39 @@ def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: 
     cka = cka_bases(table, data_root)
     if cka is not None:
         changed |= _write_if_changed(out_dir / "cka_bases.csv", cka.to_csv(index=False).encode())
+    return table, runs, changed
 
+
+def _write_fig3(table, out_dir: Path, fig3: bool, image_index: int, n_filters: int, data_root, log):
+    """fig3_activations.npz: (the arrays exported, or None; whether the file changed)."""
     import numpy as np
     path = out_dir / "fig3_activations.npz"
-    fig = None
-    if fig3:
-        fig, why = _fig3_arrays(table, image_index, n_filters, data_root)
-        if fig is not None and not _same_npz(path, fig):
-            tmp = out_dir / ".fig3_activations.tmp.npz"
-            np.savez_compressed(tmp, **fig)
-            os.replace(tmp, path)
-            changed = True
-        elif fig is None:
-            log(f"fig3: no activations exported: {why}")
-            if path.exists():  # a stale file would contradict provenance.json
-                path.unlink()
-                changed = True
-    elif path.is_file():  # --no-fig3 keeps what an earlier export wrote
-        with np.load(path, allow_pickle=False) as z:
-            fig = {k: z[k] for k in z.files}
+    if not fig3:
+        if not path.is_file():
+            return None, False
+        with np.load(path, allow_pickle=False) as z:   # --no-fig3 keeps what an earlier export wrote
+            return {k: z[k] for k in z.files}, False
+    fig, why = _fig3_arrays(table, image_index, n_filters, data_root)
+    if fig is not None and not _same_npz(path, fig):
+        tmp = out_dir / ".fig3_activations.tmp.npz"
+        np.savez_compressed(tmp, **fig)
+        os.replace(tmp, path)
+        return fig, True
+    if fig is None:
+        log(f"fig3: no activations exported: {why}")
+        if path.exists():  # a stale file would contradict provenance.json
+            path.unlink()
+            return None, True
+    return fig, False
 
+
+def _provenance(profile: str, table, runs, fig, dropped: int, partial: list[str]) -> dict:
+    """provenance.json's content (without its ``exported`` time stamp)."""
+    from ._version import __version__
+    from .experiments import PROFILES, _git_hash
     coverage = (runs.groupby(["dataset", "seed"]).size().rename("networks").reset_index()
                 .to_dict(orient="records"))
-    prov = {
+    return {
         "results_format": RESULTS_FORMAT, "profile": profile,
         "profile_description": PROFILES[profile].description,
         "datasets": sorted(runs["dataset"].unique().tolist()),
@@ -370,20 +408,6 @@ def export(profile: str, runs_root=None, out=None, *, datasets=None, grid_only: 
         "runs_threads": sorted({str(_run_meta(d).get("threads", "unknown")) for d in table["run_dir"]}),
         "triage_version": __version__, "git_hash": _git_hash(), "machine": _machine(),
     }
-    old = {}
-    if (out_dir / "provenance.json").is_file():
-        try:
-            old = json.loads((out_dir / "provenance.json").read_text())
-        except ValueError:
-            old = {}
-    if changed or {k: v for k, v in old.items() if k != "exported"} != prov:
-        prov["exported"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        atomic_write_json(out_dir / "provenance.json", prov)
-    cov = ", ".join(f"{c['dataset']} seed {c['seed']}: {c['networks']}/{grid_size(profile)}"
-                    for c in prov["coverage"])
-    log(f"exported {len(runs)} {profile} network(s) ({cov})"
-        f"{', Fig. 3 activations' if fig is not None else ''} -> {out_dir}")
-    return out_dir
 
 
 def _run_meta(run_dir) -> dict:
