@@ -388,3 +388,36 @@ def test_grid_cost_by_hand():
     # no FM and no control on cuda: FM unknown (NaN hours), the control counted as a TM child
     assert cost.loc["cuda", "tm_s"] == 120 and cost.loc["cuda", "grid_hours"] != cost.loc["cuda", "grid_hours"]
     assert tables.grid_cost(pd.DataFrame()).empty
+
+
+def test_device_repeats_pairs_a_repeat_with_the_grid_run_of_its_key(tmp_path):
+    def write(d, device, acc):
+        d.mkdir(parents=True)
+        (d / "config.json").write_text(json.dumps({"device": device}))
+        (d / "summary.json").write_text(json.dumps({"dataset": "cifar10", "seed": 2, "name": "base", "key": "k1",
+                                                    "test_acc_at_best_val": acc}))
+    write(tmp_path / "campaign" / "runs" / "cifar10" / "base-k1", "cuda", 0.7917)
+    write(tmp_path / "campaign" / "device_repeats" / "cifar10" / "base-k1", "cpu", 0.7809)
+    write(tmp_path / "campaign" / "device_repeats" / "cifar10" / "base-k2", "cpu", 0.5)   # no grid run: left out
+    t = tables.device_repeats(tmp_path)
+    assert len(t) == 1 and (t.iloc[0]["grid_device"], t.iloc[0]["repeat_device"]) == ("cuda", "cpu")
+    assert t.iloc[0]["diff"] == pytest.approx(-0.0108)
+    assert tables.device_repeats(tmp_path, profile="cpu").empty
+
+
+def test_device_mix_counts_networks_per_seed_kind_and_device():
+    runs = pd.DataFrame({"dataset": ["cifar10"] * 5, "seed": [0] * 5, "key": list("abcde"),
+                         "name": ["base", "control", "b1-x", "b2-x", "b3-x"], "block": [0, 0, 1, 2, 3],
+                         "device": ["cuda", "cpu", "cuda", "cpu", None]})
+    m = tables.device_mix(runs)
+    assert m.loc[("cifar10", 0, "child")].to_dict() == {"?": 1, "cpu": 1, "cuda": 1}
+    assert m.loc[("cifar10", 0, "base"), "cuda"] == 1 and m.loc[("cifar10", 0, "control"), "cpu"] == 1
+    assert tables.device_mix(pd.DataFrame()).empty
+
+
+def test_mixed_device_text_names_only_seeds_whose_children_used_two_devices():
+    runs = pd.DataFrame({"dataset": ["cifar10"] * 7, "seed": [0, 0, 0, 0, 1, 1, 1], "key": list("abcdefg"),
+                         "name": ["base", "b1-x", "b2-x", "b3-x", "base", "b1-x", "b2-x"],
+                         "block": [0, 1, 2, 3, 0, 1, 2], "device": ["cuda", "cuda", "cpu", "cpu", "cuda", "cpu", "cpu"]})
+    assert tables.mixed_device_text(tables.device_mix(runs)) == "cifar10 seed 0: 1 of 3 on cuda"
+    assert tables.mixed_device_text(tables.device_mix(runs[runs.seed == 1])) == "none"

@@ -14,17 +14,21 @@ Two heads:
   then 512w -> 512w -> classes. At 32 px the last feature map is 1x1 already,
   so the pool changes nothing there.
 
-Reason to change: VGG16-BN's architecture, its parts' names, or its parameter and FLOP counts.
+Reason to change: VGG16-BN's architecture, its parts' names, its parameter and FLOP counts, or how any
+network's conv layers are addressed (:func:`conv_units`, :func:`resolve_layers`, the paper's names).
 """
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 from torch import nn
 
-__all__ = ["VGG16_CFG", "VGG", "vgg16_bn", "block_names", "block_convs", "conv_layers", "count_flops"]
+__all__ = ["VGG16_CFG", "VGG", "vgg16_bn", "block_names", "block_convs", "conv_layers", "count_flops",
+           "Unit", "conv_units", "paper_name", "resolve_layers"]
 
 # Channels of each conv, block by block (torchvision's cfg "D" with the 'M's as block ends).
 VGG16_CFG: tuple[tuple[int, ...], ...] = (
@@ -252,3 +256,122 @@ def _torchvision_keys_hook(module, state_dict, prefix, local_metadata, strict, m
         name = mapping.get(int(m.group(1)))
         if name is not None:
             state_dict[f"{prefix}features.{name}.{m.group(2)}"] = state_dict.pop(key)
+
+
+# ----------------------------------------------------------------------------- conv units and their names
+# Any network's conv layers, addressed by name (the critical-paths analyses and the
+# distillation surgery work on units, so they apply to other models than VGG too).
+@dataclass(frozen=True)
+class Unit:
+    """One conv layer with the BN and ReLU that follow it (names are qualified module names)."""
+    name: str                     # the conv's name, e.g. 'features.block5.conv1'
+    conv: nn.Conv2d
+    norm_name: str | None = None
+    norm: nn.Module | None = None
+    act_name: str | None = None
+    act: nn.Module | None = None
+
+    @property
+    def output(self) -> nn.Module:
+        """The module whose output is the filters' activation (ReLU, else BN, else conv)."""
+        return next(m for m in (self.act, self.norm, self.conv) if m is not None)
+
+    @property
+    def pre_activation(self) -> nn.Module:
+        """The module whose output feeds the ReLU (BN, else conv)."""
+        return self.norm if self.norm is not None else self.conv
+
+    @property
+    def filters(self) -> int:
+        return self.conv.out_channels
+
+
+def conv_units(model: nn.Module) -> "OrderedDict[str, Unit]":
+    """Every conv layer of ``model`` as a :class:`Unit`, by conv name, in forward order.
+
+    The BN and ReLU of a unit are the modules that directly follow the conv in the
+    same parent container (``conv -> BatchNorm2d -> ReLU``, as in torchvision's and
+    triage's VGG).
+
+    Raises:
+        ValueError: the model has no ``nn.Conv2d``.
+
+    Example:
+        >>> from triage.models import vgg16_bn
+        >>> u = conv_units(vgg16_bn(10, width=1 / 16))["features.block5.conv1"]
+        >>> u.norm_name, u.act_name
+        ('features.block5.bn1', 'features.block5.relu1')
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    found = {}
+    for parent_name, parent in model.named_modules():
+        children = list(parent.named_children())
+        for i, (child_name, child) in enumerate(children):
+            if not isinstance(child, nn.Conv2d):
+                continue
+            q = f"{parent_name}.{child_name}" if parent_name else child_name
+            norm_name = norm = act_name = act = None
+            rest = children[i + 1:i + 3]
+            if rest and isinstance(rest[0][1], nn.modules.batchnorm._BatchNorm):
+                (n, norm), rest = rest[0], rest[1:]
+                norm_name = f"{parent_name}.{n}" if parent_name else n
+            if rest and isinstance(rest[0][1], nn.ReLU):
+                n, act = rest[0]
+                act_name = f"{parent_name}.{n}" if parent_name else n
+            found[q] = Unit(q, child, norm_name, norm, act_name, act)
+    order = list(conv_layers(model))
+    if not order:
+        raise ValueError(f"{type(model).__name__} has no Conv2d layer; critical paths need a CNN")
+    # a conv that is not a direct child of a container (a bare Conv2d model) is its own unit
+    return OrderedDict((n, found.get(n) or Unit(n, model.get_submodule(n))) for n in order)
+
+
+_PAPER_NAME = re.compile(r"block(\d+)\.conv(\d+)$")
+
+
+def paper_name(layer: str) -> str:
+    """The paper's name of a VGG conv layer: ``'features.block5.conv1'`` -> ``'Conv5_1'``."""
+    m = _PAPER_NAME.search(layer)
+    return f"Conv{m.group(1)}_{m.group(2)}" if m else layer
+
+
+def resolve_layers(model: nn.Module, layers: str | Iterable[str] | None = None) -> list[str]:
+    """Qualified conv names for ``layers``, in forward order.
+
+    Args:
+        model: the network.
+        layers: None (every conv layer), one name or a list. A name is a qualified
+            conv name (``'features.block5.conv1'``), its last two parts
+            (``'block5.conv1'``) or the paper's name (``'Conv5_1'``, any case).
+
+    Raises:
+        ValueError: a name matches no conv layer (the message lists the valid ones).
+
+    Example:
+        >>> from triage.models import vgg16_bn
+        >>> resolve_layers(vgg16_bn(10, width=1 / 16), ["conv5_1", "block4.conv3"])
+        ['features.block4.conv3', 'features.block5.conv1']
+    """
+    all_units = conv_units(model)
+    names = list(all_units)
+    if layers is None:
+        return names
+    if isinstance(layers, str):
+        layers = [layers]
+    layers = list(layers)
+    if not layers:
+        raise ValueError("layers is empty: name at least one conv layer (or pass None for all)")
+    alias = {}
+    for n in names:
+        alias[n.lower()] = n
+        alias[paper_name(n).lower()] = n
+        alias[".".join(n.split(".")[-2:]).lower()] = n
+    chosen = set()
+    for layer in layers:
+        if not isinstance(layer, str) or layer.lower() not in alias:
+            shown = ", ".join(paper_name(n) for n in names[:16]) + (" ..." if len(names) > 16 else "")
+            raise ValueError(f"unknown conv layer {layer!r}; the model's conv layers are {shown} "
+                             f"(qualified names like {names[-1]!r} also work)")
+        chosen.add(alias[layer.lower()])
+    return [n for n in names if n in chosen]

@@ -24,8 +24,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from .critical import _PAPER_NAME, conv_units, paper_name, resolve_layers
-from .models import VGG
+from .models import _PAPER_NAME, VGG, conv_units, paper_name, resolve_layers
 
 __all__ = ["compress_block", "compress_blocks", "compression_savings", "compressed_layer_names", "distill",
            "mask_filters"]

@@ -22,7 +22,7 @@ from .vocabulary import GRID_SIZE
 
 __all__ = ["PILOT_CHILDREN", "PAPER_TRAIN_IMAGES", "PAPER_TEST_IMAGES", "PAPER_RESOLUTION",
            "margins", "regime_gaps", "convergence_diffs", "activation_similarity", "cka_bases",
-           "child_lr_pilot", "grid_cost",
+           "child_lr_pilot", "grid_cost", "device_repeats", "device_mix", "mixed_device_text",
            "setting_differences", "setting_caveat", "timings"]
 
 # The child-lr pilot (tools/gpu_campaign.py): one child per block, all three initialisers, both regimes.
@@ -318,3 +318,65 @@ def grid_cost(table):
                         "n_control": len(ctl), "control_s": med(ctl),
                         "grid_hours": (15 * med(fm) + 15 * med(tm) + c) / 3600}
     return pd.DataFrame.from_dict(rows, orient="index", columns=cols).rename_axis("device")
+
+
+def device_repeats(root=None, profile: str = "campaign"):
+    """Grid networks trained a second time on another device, beside the grid's own run.
+
+    ``<root>/<profile>/device_repeats/<dataset>/<name>-<key>/`` holds the repeat's
+    ``config.json`` and ``summary.json``; the grid's run of the same key is read from the
+    export (``<root>/<profile>/runs/``). The same config on the same device reproduces bit for
+    bit on the CPU; across devices the trajectories part from the first step, and this table
+    measures how far the reported accuracy moves.
+
+    Returns:
+        DataFrame: dataset, seed, name, key, grid_device, grid_acc, repeat_device, repeat_acc,
+        diff (repeat minus grid, test accuracy at the best validation epoch); empty when no
+        repeat is stored.
+    """
+    import pandas as pd
+    from .store import default_results_root
+    root = Path(root) if root is not None else default_results_root()
+    cols = ["dataset", "seed", "name", "key", "grid_device", "grid_acc", "repeat_device", "repeat_acc", "diff"]
+    rows = []
+    for summ in sorted((root / profile / "device_repeats").glob("*/*/summary.json")):
+        grid_dir = root / profile / "runs" / summ.parent.parent.name / summ.parent.name
+        if not (grid_dir / "summary.json").is_file():
+            continue
+        rep, grid = json.loads(summ.read_text()), json.loads((grid_dir / "summary.json").read_text())
+        meta_r = json.loads((summ.parent / "config.json").read_text())
+        meta_g = json.loads((grid_dir / "config.json").read_text())
+        rows.append({"dataset": rep["dataset"], "seed": int(rep["seed"]), "name": rep["name"], "key": rep["key"],
+                     "grid_device": meta_g.get("device", "?"), "grid_acc": grid["test_acc_at_best_val"],
+                     "repeat_device": meta_r.get("device", "?"), "repeat_acc": rep["test_acc_at_best_val"],
+                     "diff": rep["test_acc_at_best_val"] - grid["test_acc_at_best_val"]})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def device_mix(runs):
+    """Where the grid's networks trained: one row per data set, seed and kind (base, control,
+    child) with a column per device, counting networks. A device offset is a confound only
+    where one seed's children trained on more than one device.
+    """
+    import pandas as pd
+    if runs.empty or "device" not in runs.columns:
+        return pd.DataFrame()
+    kind = runs["name"].where(runs["block"] == 0, "child")
+    return (runs.assign(kind=kind, device=runs["device"].fillna("?"))
+            .pivot_table(index=["dataset", "seed", "kind"], columns="device", values="key", aggfunc="count",
+                         fill_value=0))
+
+
+def mixed_device_text(mix) -> str:
+    """The seeds whose children trained on more than one device, from :func:`device_mix`:
+    e.g. ``"cifar10 seed 0: 11 of 30 on cuda"``, or ``"none"``."""
+    if mix is None or mix.empty or len(mix.columns) < 2:
+        return "none"
+    parts = []
+    for (dataset, seed, kind), row in mix.iterrows():
+        used = row[row > 0]
+        if kind == "child" and len(used) > 1:
+            least = used.idxmin()
+            parts.append(f"{dataset} seed {seed}: {int(used.min())} of {int(used.sum())} on {least}")
+    return "; ".join(parts) or "none"
+
