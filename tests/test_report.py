@@ -400,9 +400,15 @@ def test_device_repeats_pairs_a_repeat_with_the_grid_run_of_its_key(tmp_path):
     write(tmp_path / "campaign" / "device_repeats" / "cifar10" / "base-k1", "cpu", 0.7809)
     write(tmp_path / "campaign" / "device_repeats" / "cifar10" / "base-k2", "cpu", 0.5)   # no grid run: left out
     t = tables.device_repeats(tmp_path)
-    assert len(t) == 1 and (t.iloc[0]["grid_device"], t.iloc[0]["repeat_device"]) == ("cuda", "cpu")
-    assert t.iloc[0]["diff"] == pytest.approx(-0.0108)
+    assert len(t) == 1 and t.iloc[0]["grid_device"] == "cuda"
+    assert (t.iloc[0]["cpu_acc"], t.iloc[0]["cuda_acc"]) == (0.7809, 0.7917)
+    assert t.iloc[0]["diff"] == pytest.approx(-0.0108)                  # CPU minus GPU, whichever the grid kept
     assert tables.device_repeats(tmp_path, profile="cpu").empty
+    # the other way round (the grid kept the CPU run, the GPU run is the repeat): the same sign
+    write(tmp_path / "p2" / "runs" / "cifar10" / "base-k1", "cpu", 0.7809)
+    write(tmp_path / "p2" / "device_repeats" / "cifar10" / "base-k1", "cuda", 0.7917)
+    t2 = tables.device_repeats(tmp_path, profile="p2")
+    assert t2.iloc[0]["grid_device"] == "cpu" and t2.iloc[0]["diff"] == pytest.approx(-0.0108)
 
 
 def test_device_mix_counts_networks_per_seed_kind_and_device():
@@ -421,3 +427,13 @@ def test_mixed_device_text_names_only_seeds_whose_children_used_two_devices():
                          "block": [0, 1, 2, 3, 0, 1, 2], "device": ["cuda", "cuda", "cpu", "cpu", "cuda", "cpu", "cpu"]})
     assert tables.mixed_device_text(tables.device_mix(runs)) == "cifar10 seed 0: 1 of 3 on cuda"
     assert tables.mixed_device_text(tables.device_mix(runs[runs.seed == 1])) == "none"
+
+
+def test_device_repeats_text_by_hand():
+    rep = pd.DataFrame({"dataset": ["cifar10"] * 3, "diff": [-0.01, -0.02, 0.0]})
+    # mean -1.00 pt, SD 1.00, SE 1/sqrt(3); t(0.975, 2) = 4.3027 -> half-width 2.484
+    assert tables.device_repeats_text(rep) == ("3 network(s) trained on both devices (cifar10): CPU minus GPU "
+                                               "-1.00 points on average, from -2.00 to +0.00 (95% CI -3.48 to +1.48)")
+    assert tables.device_repeats_text(rep.iloc[:2]).endswith("(too few pairs for an interval)")
+    assert tables.device_repeats_text(pd.DataFrame()) == "no network is stored on both devices"
+

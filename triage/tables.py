@@ -22,7 +22,8 @@ from .vocabulary import GRID_SIZE
 
 __all__ = ["PILOT_CHILDREN", "PAPER_TRAIN_IMAGES", "PAPER_TEST_IMAGES", "PAPER_RESOLUTION",
            "margins", "regime_gaps", "convergence_diffs", "activation_similarity", "cka_bases",
-           "child_lr_pilot", "grid_cost", "device_repeats", "device_mix", "mixed_device_text",
+           "child_lr_pilot", "grid_cost", "device_repeats", "device_repeats_text", "device_mix",
+           "mixed_device_text",
            "setting_differences", "setting_caveat", "timings"]
 
 # The child-lr pilot (tools/gpu_campaign.py): one child per block, all three initialisers, both regimes.
@@ -321,35 +322,39 @@ def grid_cost(table):
 
 
 def device_repeats(root=None, profile: str = "campaign"):
-    """Grid networks trained a second time on another device, beside the grid's own run.
+    """Grid networks trained on both the GPU and the CPU: the grid's run and its repeat.
 
-    ``<root>/<profile>/device_repeats/<dataset>/<name>-<key>/`` holds the repeat's
-    ``config.json`` and ``summary.json``; the grid's run of the same key is read from the
-    export (``<root>/<profile>/runs/``). The same config on the same device reproduces bit for
-    bit on the CPU; across devices the trajectories part from the first step, and this table
-    measures how far the reported accuracy moves.
+    ``<root>/<profile>/device_repeats/<dataset>/<name>-<key>/`` holds the run of the same
+    config and seed on the other device (``config.json``, ``summary.json``, ``metrics.csv``);
+    the grid's run of that key is read from the export (``<root>/<profile>/runs/``). On one
+    device the CPU reproduces a config bit for bit; across devices the trajectories part from
+    the first step, and this table measures how far the reported accuracy moves.
 
     Returns:
-        DataFrame: dataset, seed, name, key, grid_device, grid_acc, repeat_device, repeat_acc,
-        diff (repeat minus grid, test accuracy at the best validation epoch); empty when no
-        repeat is stored.
+        DataFrame: dataset, seed, name, key, grid_device (which of the two the grid uses),
+        cpu_acc, cuda_acc (test accuracy at the best validation epoch) and diff (CPU minus
+        GPU); empty when no pair is stored.
     """
     import pandas as pd
     from .store import default_results_root
     root = Path(root) if root is not None else default_results_root()
-    cols = ["dataset", "seed", "name", "key", "grid_device", "grid_acc", "repeat_device", "repeat_acc", "diff"]
+    cols = ["dataset", "seed", "name", "key", "grid_device", "cpu_acc", "cuda_acc", "diff"]
     rows = []
     for summ in sorted((root / profile / "device_repeats").glob("*/*/summary.json")):
         grid_dir = root / profile / "runs" / summ.parent.parent.name / summ.parent.name
         if not (grid_dir / "summary.json").is_file():
             continue
-        rep, grid = json.loads(summ.read_text()), json.loads((grid_dir / "summary.json").read_text())
-        meta_r = json.loads((summ.parent / "config.json").read_text())
-        meta_g = json.loads((grid_dir / "config.json").read_text())
+        acc, grid_device = {}, None
+        for d, is_grid in ((summ.parent, False), (grid_dir, True)):
+            device = json.loads((d / "config.json").read_text()).get("device", "?")
+            acc[device] = json.loads((d / "summary.json").read_text())["test_acc_at_best_val"]
+            grid_device = device if is_grid else grid_device
+        if set(acc) != {"cpu", "cuda"}:
+            continue    # a pair on one device type (or unrecorded) measures nothing here
+        rep = json.loads(summ.read_text())
         rows.append({"dataset": rep["dataset"], "seed": int(rep["seed"]), "name": rep["name"], "key": rep["key"],
-                     "grid_device": meta_g.get("device", "?"), "grid_acc": grid["test_acc_at_best_val"],
-                     "repeat_device": meta_r.get("device", "?"), "repeat_acc": rep["test_acc_at_best_val"],
-                     "diff": rep["test_acc_at_best_val"] - grid["test_acc_at_best_val"]})
+                     "grid_device": grid_device, "cpu_acc": acc["cpu"], "cuda_acc": acc["cuda"],
+                     "diff": acc["cpu"] - acc["cuda"]})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -379,4 +384,19 @@ def mixed_device_text(mix) -> str:
             least = used.idxmin()
             parts.append(f"{dataset} seed {seed}: {int(used.min())} of {int(used.sum())} on {least}")
     return "; ".join(parts) or "none"
+
+
+def device_repeats_text(rep) -> str:
+    """One sentence on :func:`device_repeats`: how many pairs, and the CPU-minus-GPU shift with a
+    95% t interval (a paired mean; "not testable" below 3 pairs)."""
+    if rep is None or rep.empty:
+        return "no network is stored on both devices"
+    d = 100 * rep["diff"]
+    text = (f"{len(rep)} network(s) trained on both devices ({', '.join(sorted(rep['dataset'].unique()))}): "
+            f"CPU minus GPU {d.mean():+.2f} points on average, from {d.min():+.2f} to {d.max():+.2f}")
+    if len(rep) < 3:
+        return text + " (too few pairs for an interval)"
+    from scipy import stats
+    lo, hi = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+    return text + f" (95% CI {lo:+.2f} to {hi:+.2f})"
 
