@@ -30,3 +30,24 @@ def test_gpu_campaign_cpu_path(tmp_path):
     assert f"child lr: {decision['choice']}" in out2.stdout
     exported = list((tmp_path / "results" / "triage" / "smoke" / "runs" / "mnist").glob("*/summary.json"))
     assert len(exported) >= 11          # the base and the ten pilot children
+
+
+def test_longest_first_queues_tm_children_and_control_before_fm():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gpu_campaign", REPO / "tools" / "gpu_campaign.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from triage.grid import expand_grid
+    cfgs = expand_grid("mnist", "smoke", [1, 0])
+    out = mod.longest_first(cfgs)
+    assert sorted(c.key() for c in out) == sorted(c.key() for c in cfgs)
+    seeds = [c.seed for c in out]
+    assert seeds == sorted(seeds, key=lambda s: (s != 1))          # seed 1's group first, as given
+    for seed in (1, 0):
+        group = [c for c in out if c.seed == seed]
+        kinds = ["base" if not c.is_child else "long" if (c.control or c.regime == "thawed") else "fm"
+                 for c in group]
+        # the base, then the 15 TM children and the control, then the 15 FM children
+        n_long = sum(k == "long" for k in kinds)
+        assert kinds == ["base"] + ["long"] * n_long + ["fm"] * (len(group) - 1 - n_long)
+        assert n_long == sum(c.regime == "thawed" or c.control for c in cfgs if c.seed == seed)
