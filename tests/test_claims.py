@@ -145,6 +145,35 @@ def test_c1_is_not_testable_with_2_seeds_and_a_1_point_margin():
     assert "MDE" in r["note"]
 
 
+def test_c1_a_pair_past_the_margin_at_95_pct_but_not_after_holm_is_explained():
+    # 3 seeds, FM block 3 five points down with 1-point noise: that pair's own 95% CI lies past the
+    # margin, but among 20 pairs with 2 df Holm does not reject; the table must say so, and give
+    # the simultaneous (Bonferroni, alpha/20) CI the failing side is read off
+    seeds = range(3)
+    e = noise(7, 1.0)
+
+    def acc(s, b, i, r):
+        return 70.0 - (5.0 if (b == 3 and r == "frozen") else 0.0) + (e[s, b, INITS.index(i), REGIMES.index(r)]
+                                                                     if b else 0)
+    rep = claims.check_claims(make_runs(acc, seeds), alpha=ALPHA, margin=1.0)
+    r = row(rep, "C1")
+    assert r["verdict"] == "not testable at this n"
+    label = r["contrast"]
+    regime = {"FM": "frozen", "TM": "thawed"}[label[:2]]
+    b1, b2 = int(label.split()[2]), int(label.split()[-1])
+    assert regime == "frozen" and 3 in (b1, b2)
+    d = block_means(acc, seeds, b1, regime) - block_means(acc, seeds, b2, regime)
+    mean, _, se, df, ci = by_hand(d)
+    assert ci[0] > 1 or ci[1] < -1                                   # its own 95% CI: past the margin
+    h = stats.t.ppf(1 - ALPHA / 40, df) * se                         # two-sided alpha/20
+    assert (r["ci_fw_low"], r["ci_fw_high"]) == pytest.approx((mean - h, mean + h))
+    assert r["ci_fw_low"] < 1 < r["ci_fw_high"] or r["ci_fw_low"] < -1 < r["ci_fw_high"]
+    assert r["p_against_adj"] > ALPHA / 2
+    assert "one of 20 contrasts" in r["note"] and "simultaneous CI" in r["note"]
+    shown = rep.table().loc[("C1", "cifar10")]
+    assert shown["simultaneous CI"] == f"[{mean - h:+.2f}, {mean + h:+.2f}]"
+
+
 # ----------------------------------------------------------------------------- C2: FM much worse than TM
 
 def test_c2_does_not_hold_for_a_02_point_gap_over_90_networks():
