@@ -446,3 +446,56 @@ def test_claims_by_model_and_its_words():
         "**Not run yet**: no resnet8 runs are stored for the campaign profile and cifar10. Run `python -m triage "
         "grid --profile campaign --dataset cifar10 --seeds 0 1 2 --set model=resnet8 width=1.0 --regimes thawed "
         "--no-notebooks` (after the campaign), then rebuild the book.")
+
+
+def test_unstable_cells_by_hand():
+    # b1 FM-MW lands at 25, 74 and 68 points on three seeds (as on CIFAR-10); everything else within 1
+    wild = {0: 74.5, 1: 24.8, 2: 68.0}
+
+    def acc(s, b, i, r):
+        if (b, i, r) == (1, "mean", "frozen"):
+            return wild[s]
+        return 70.0 + 0.5 * s if b else 71.0
+
+    def majority(s, b, i, r):
+        return 0.44 if (b, i, r, s) == (1, "mean", "frozen", 1) else 0.12
+    runs = make_runs(acc, range(3), control=lambda s: 71.0, majority=majority)
+    cells = claims_tables.unstable_cells(runs, spread=10.0)
+    assert list(cells["scheme"]) == ["b1 FM-MW"]
+    c = cells.iloc[0]
+    assert (c["dataset"], c["seeds"], c["low"], c["high"]) == ("cifar10", 3, 24.8, 74.5)
+    assert c["range"] == pytest.approx(49.7) and c["max_majority"] == 0.44
+    text = claims_tables.unstable_text(cells)
+    assert "cifar10: 1 cell(s), widest b1 FM-MW from 24.8% to 74.5% over 3 seeds" in text
+    assert claims_tables.unstable_cells(runs, spread=50.0).empty
+    assert "No cell" in claims_tables.unstable_text(claims_tables.unstable_cells(runs, spread=50.0), 50.0)
+
+
+def test_device_spread_text_by_hand():
+    rep = pd.DataFrame({"name": ["b1-mean-frozen", "b2-random-frozen", "b3-mean-thawed", "base"],
+                        "diff": [0.2252, -0.0030, -0.0019, -0.0115]})
+    text = claims_tables.device_spread_text(rep)
+    assert "FM children up to 22.5 points apart (median 11.4, 2 pairs)" in text
+    assert "TM children and bases up to 1.1 points apart (median 0.7, 2 pairs)" in text
+    assert claims_tables.device_spread_text(rep.iloc[:0]) == "No network is stored on both devices."
+
+
+def test_block_effect_leaves_out_a_seed_with_one_network():
+    # seeds 0-2 complete, seed 3 only its first child (a grid just begun, as MNIST seeds 0 and 2
+    # were): that seed has leverage 1 once seed is a factor, and HC3 divided by zero before
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+    e = noise(11, 0.3)
+
+    def acc(s, b, i, r):
+        return 60.0 - (5.0 if b == 1 else 0.0) + (e[s, b, INITS.index(i), REGIMES.index(r)] if b else 0)
+    runs = make_runs(acc, range(4))
+    first = (runs["seed"] == 3) & (runs["block"] > 0)
+    runs = runs[(runs["seed"] < 3) | (first & (runs["name"] == "b1-random-frozen"))]
+    out = claims_tables.block_effect(runs).set_index("regime")
+    assert out.loc["FM", "n"] == 45 and out.loc["TM", "n"] == 45      # 3 seeds x 15, seed 3 left out
+    assert out.loc["FM", "p"] < 1e-6 and out.loc["FM", "df"] == 4
+    t = pd.DataFrame([{"acc": acc(s, b, i, "frozen"), "block": b, "init": i, "seed": s}
+                      for s in range(3) for b in range(1, 6) for i in INITS])
+    a = anova_lm(smf.ols("acc ~ C(block) + C(init) + C(seed)", t).fit(), typ=2, robust="hc3")
+    assert out.loc["FM", "F"] == pytest.approx(a.loc["C(block)", "F"])

@@ -1,4 +1,5 @@
-"""Statistics shown beside the claims: seed-to-seed SD, an omnibus block test, Fig. 3's CKA.
+"""Statistics shown beside the claims: seed-to-seed SD, unstable cells, an omnibus block test,
+Fig. 3's CKA.
 
 Reason to change: which supporting tables the claims chapter shows and how they are
 estimated. They read the same tidy runs table as :mod:`triage.claims` (collapsed networks
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from .claims import _SHORT, COLLAPSE, _tidy
 
-__all__ = ["seed_sd", "block_effect", "cka_bases", "fig3_cka"]
+__all__ = ["seed_sd", "unstable_cells", "unstable_text", "device_spread_text", "block_effect", "cka_bases", "fig3_cka"]
 
 
 def seed_sd(runs, collapse: float = COLLAPSE):
@@ -52,6 +53,64 @@ def seed_sd(runs, collapse: float = COLLAPSE):
     return pd.DataFrame(rows)
 
 
+def unstable_cells(runs, spread: float = 10.0, collapse: float = COLLAPSE):
+    """Cells (data set, block, initialiser, regime) whose accuracy spans more than ``spread``
+    points across seeds: the same recipe lands on very different networks.
+
+    Such a cell is not a noisy estimate of one accuracy but a mixture (a network that trained
+    and one that barely did), so its mean over three seeds says little and its seed SD
+    dominates every contrast it enters (C1's FM block pairs, C2). Collapsed networks (at or above
+    ``collapse``) are listed by :func:`triage.claims.collapsed_networks` and kept out here too.
+
+    Returns:
+        DataFrame: dataset, scheme (e.g. ``b1 FM-MW``), seeds, low, high, range (points) and
+        max_majority (the largest share of test images given to one class by a network of the
+        cell; NaN without ``majority_frac``), widest first.
+    """
+    import numpy as np
+    import pandas as pd
+    cols = ["dataset", "scheme", "seeds", "low", "high", "range", "max_majority"]
+    t = _tidy(runs, collapse)
+    t = t[(t["role"] == "child") & ~t["collapsed"].astype(bool)]
+    rows = []
+    for (dataset, block, init, regime), g in t.groupby(["dataset", "block", "init", "regime"], sort=False):
+        if len(g) < 2:
+            continue
+        lo, hi = float(g["acc"].min()), float(g["acc"].max())
+        if hi - lo > spread:
+            rows.append({"dataset": dataset, "scheme": f"b{int(block)} {_SHORT[regime]}-{_SHORT[init]}",
+                         "seeds": len(g), "low": lo, "high": hi, "range": hi - lo,
+                         "max_majority": float(np.nanmax(g["majority_frac"])) if g["majority_frac"].notna().any()
+                         else float("nan")})
+    return pd.DataFrame(rows, columns=cols).sort_values("range", ascending=False, ignore_index=True)
+
+
+def unstable_text(cells, spread: float = 10.0) -> str:
+    """One sentence on :func:`unstable_cells`: how many cells, the widest, per data set."""
+    if cells is None or cells.empty:
+        return f"No cell's accuracy spans more than {spread:g} points across seeds."
+    parts = []
+    for dataset, g in cells.groupby("dataset", sort=False):
+        w = g.iloc[0]
+        parts.append(f"{dataset}: {len(g)} cell(s), widest {w['scheme']} from {w['low']:.1f}% to "
+                     f"{w['high']:.1f}% over {int(w['seeds'])} seeds")
+    return (f"Cells whose accuracy spans more than {spread:g} points across seeds: " + "; ".join(parts) + ".")
+
+
+def device_spread_text(repeats) -> str:
+    """How far one config and seed moves between the CPU and the GPU, FM children apart from the
+    rest, from :func:`triage.tables.device_repeats` (its ``name`` ends in the regime)."""
+    if repeats is None or repeats.empty:
+        return "No network is stored on both devices."
+    fm = repeats["name"].str.endswith("-frozen")
+    parts = []
+    for label, sel in (("FM children", fm), ("TM children and bases", ~fm)):
+        d = 100 * repeats.loc[sel, "diff"].abs()
+        if len(d):
+            parts.append(f"{label} up to {d.max():.1f} points apart (median {d.median():.1f}, {len(d)} pairs)")
+    return "The same config and seed trained on the CPU and on the GPU: " + "; ".join(parts) + "."
+
+
 def block_effect(runs, collapse: float = COLLAPSE):
     """Omnibus test of any block effect: OLS ``acc ~ C(block) + C(init) + C(seed)`` per data set and
     regime, type-2 ANOVA with HC3 errors (statsmodels). A cross-check of C1's pairwise tests.
@@ -67,6 +126,10 @@ def block_effect(runs, collapse: float = COLLAPSE):
     t = t[(t["role"] == "child") & ~t["collapsed"].astype(bool)]
     rows = []
     for (dataset, regime), g in t.groupby(["dataset", "regime"], sort=False):
+        # a seed with one network of this regime (a grid just begun) has leverage 1 once seed is a
+        # factor: it says nothing about blocks, and HC3 divides by 1 - leverage
+        size = g.groupby("seed")["acc"].transform("size")
+        g = g[size >= 2]
         row = {"dataset": dataset, "regime": _SHORT.get(regime, regime), "F": float("nan"),
                "df": float("nan"), "p": float("nan"), "n": len(g)}
         if g["seed"].nunique() >= 2 and g["block"].nunique() >= 2:
