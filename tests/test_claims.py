@@ -499,3 +499,38 @@ def test_block_effect_leaves_out_a_seed_with_one_network():
                       for s in range(3) for b in range(1, 6) for i in INITS])
     a = anova_lm(smf.ols("acc ~ C(block) + C(init) + C(seed)", t).fit(), typ=2, robust="hc3")
     assert out.loc["FM", "F"] == pytest.approx(a.loc["C(block)", "F"])
+
+
+def test_c4a_capped_networks_left_out_by_default_and_counted_on_request():
+    # STN reaches 99% at epoch 5, RW and MW at 8; FM-STN of block 1 hit its cap at 30 on every seed
+    def conv(s, b, i, r):
+        if (b, i, r) == (1, "stn", "frozen"):
+            return 30
+        return 5 if i == "stn" else 8
+    runs = make_runs(lambda s, b, i, r: 70.0, range(3), conv=conv, control=lambda s: 70.0)
+    capped = (runs["block"] == 1) & (runs["init"] == "stn") & (runs["regime"] == "frozen")
+    runs.loc[capped, "stop_reason"] = "cap"
+    left_out = claims.check_claims(runs)
+    counted = claims.check_claims(runs, keep_capped=True)
+    # left out: blocks 2-5 only, 5 - 8 = -3 epochs; counted: STN (30 + 4 * 5) / 5 = 10 against 8: +2
+    assert row(left_out, "C4a", regime="FM")["estimate"] == pytest.approx(-3.0)
+    assert row(counted, "C4a", regime="FM")["estimate"] == pytest.approx(2.0)
+    assert row(left_out, "C4a", regime="TM")["estimate"] == row(counted, "C4a", regime="TM")["estimate"] == -3.0
+    assert "3 network(s) stopped by the epoch cap left out" in row(left_out, "C4a")["note"]
+    text = claims_chapter.c4a_sensitivity_text(runs, left_out)
+    # the data-set row is the deciding contrast: TM-STN, 3 epochs faster either way (FM moved, TM did not)
+    assert counted.verdict("C4a", "cifar10") == "holds"
+    assert text.startswith("cifar10 with its 3 capped children counted: *holds* (-3.00 epochs, 95% CI [-3.00, -3.00])")
+    assert "cifar10 with STN's hint epochs not counted" in text
+
+
+def test_c4a_counts_the_hint_epochs_stn_trained_not_its_cap():
+    # the hint stopped on its plateau after 4 epochs (cap 12): STN 5 + 4 = 9 epochs against RW/MW's 8
+    runs = make_runs(lambda s, b, i, r: 70.0, range(3), conv=lambda s, b, i, r: 5 if i == "stn" else 8,
+                     stn_epochs=12)
+    runs["stn_epochs_trained"] = runs["stn_epochs"].where(runs["init"] != "stn", 4)
+    rep = claims.check_claims(runs)
+    assert row(rep, "C4a", regime="FM")["estimate"] == pytest.approx(1.0)
+    assert "STN's 4 hint epochs counted" in row(rep, "C4a")["note"]
+    without = claims.check_claims(runs, count_hint=False)
+    assert row(without, "C4a", regime="TM")["estimate"] == pytest.approx(-3.0)

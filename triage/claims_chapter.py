@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .claims import _RULES, CLAIMS, MARGIN, ClaimsReport, check_claims
 
-__all__ = ["explain", "summary_markdown", "noise_glue", "claims_by_model", "model_verdict_text", "not_run_text",
+__all__ = ["explain", "summary_markdown", "noise_glue", "c4a_sensitivity_text", "claims_by_model", "model_verdict_text", "not_run_text",
            "plot_claim", "plot_cka"]
 
 
@@ -94,6 +94,31 @@ def noise_glue(sd) -> dict:
     return {"tm_sd_text": (f"{tm_sd.min():.2f}-{tm_sd.max():.2f} points" if tm_sd.notna().any() else
                            "not measurable yet (TM networks of one seed only)"),
             "se_lo": float(se.min()), "se_hi": float(se.max())}
+
+
+def c4a_sensitivity_text(runs, rep: ClaimsReport) -> str:
+    """C4a under the two readings the default settles: with the networks stopped by their epoch
+    cap counted, and without STN's hint epochs. One sentence per reading and data set, saying
+    whether the verdict moves."""
+    p = {k: v for k, v in rep.params.items() if k not in ("keep_capped", "count_hint")}
+    readings = [("with STN's hint epochs not counted", check_claims(runs, **p, count_hint=False), None)]
+    if "stop_reason" in runs.columns:
+        capped = runs[(runs["block"] > 0) & (runs["stop_reason"] == "cap")].groupby("dataset").size()
+        if len(capped):
+            readings.insert(0, ("with its capped children counted", check_claims(runs, **p, keep_capped=True),
+                                capped))
+    parts = []
+    for label, alt, counts in readings:
+        v = alt.verdicts[(alt.verdicts["claim"] == "C4a") & (alt.verdicts["level"] == "data set")]
+        for _, a in v.iterrows():
+            if a["estimate"] != a["estimate"]:
+                continue
+            ci = (f"95% CI [{a['ci_low']:+.2f}, {a['ci_high']:+.2f}]" if a["ci_low"] == a["ci_low"] else "no CI")
+            what = label if counts is None else label.replace("its", f"its {int(counts.get(a['dataset'], 0))}")
+            was = rep.verdict("C4a", a["dataset"])
+            parts.append(f"{a['dataset']} {what}: *{a['verdict']}* ({a['estimate']:+.2f} epochs, {ci})"
+                         + ("" if a["verdict"] == was else f", against *{was}* by default"))
+    return ("; ".join(parts) + ".") if parts else "No data set has a convergence time to compare."
 
 
 def claims_by_model(runs_by_model: dict, margin: float = MARGIN):
