@@ -73,6 +73,16 @@ def test_setting_differences_against_the_paper():
     assert d.loc["training images", "paper"] == "50000"
     assert d.loc["epochs after compression", ["ours", "paper"]].tolist() == ["6", "25"]
     assert "images" not in d.index
+    # early-stopped runs: the config's epochs are a cap, and the table says what was trained
+    early = make_runs(lambda s, b, i, r: 0.6)
+    early["epochs_trained"] = np.where(early["block"] == 0, 31, np.where(early["init"] == "stn", 9, 14))
+    early.loc[early["name"] == "b5-mean-thawed", "epochs_trained"] = 6
+    early["stn_epochs_trained"] = np.where(early["init"] == "stn", 1, 0)
+    early.loc[early["name"] == "b2-stn-frozen", "stn_epochs_trained"] = 2
+    e = tables.setting_differences(early).set_index("setting")["ours"]
+    assert e["epochs after compression"] == "cap 6; trained 6-14"
+    assert e["STN epochs"] == "cap 2; trained 1-2"          # the cpu profile: 2 hint epochs
+    assert e["base epochs"].endswith("; trained 31")
     dogs = make_runs(lambda s, b, i, r: 0.1, dataset="stanford_dogs")
     assert tables.setting_differences(dogs).set_index("setting").loc["images", "paper"] == "full photographs"
     assert report.Results("cpu", dogs, pd.DataFrame()).tag == (

@@ -145,14 +145,23 @@ def setting_differences(runs):
             v = sorted({x for x in frame[col].dropna()}) if col in frame and len(frame) else []
             return ", ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v) or "n/a"
 
+        def trained(frame, cap_col, done_col):
+            # with early stopping the config's value is a cap: say what the networks trained
+            cap = vals(frame, cap_col)
+            if done_col not in frame or frame[done_col].dropna().empty:
+                return cap
+            d = frame[done_col].dropna().astype(int)
+            return f"cap {cap}; trained {d.min()}" + (f"-{d.max()}" if d.max() > d.min() else "")
+
         items = [
             ("width (channel multiplier)", vals(part, "width"), "1"),
             ("input resolution (px)", vals(part, "resolution"), str(PAPER_RESOLUTION)),
             ("training images", vals(part, "train_images"), str(PAPER_TRAIN_IMAGES.get(dataset, "n/a"))),
             ("test images", vals(part, "test_images"), str(PAPER_TEST_IMAGES.get(dataset, "n/a"))),
-            ("base epochs", vals(base, "epochs"), str(TABLE1[dataset].base_epochs)),
-            ("epochs after compression", vals(kids, "epochs"), str(TABLE2["comp_epochs"])),
-            ("STN epochs", vals(kids, "stn_epochs"), str(TABLE2["stn_epochs"])),
+            ("base epochs", trained(base, "epochs", "epochs_trained"), str(TABLE1[dataset].base_epochs)),
+            ("epochs after compression", trained(kids, "epochs", "epochs_trained"), str(TABLE2["comp_epochs"])),
+            ("STN epochs", trained(kids[kids["init"] == "stn"] if "init" in kids else kids, "stn_epochs",
+                                   "stn_epochs_trained"), str(TABLE2["stn_epochs"])),
             ("initial learning rate", vals(part, "lr"), f"{TABLE1[dataset].lr:g}"),
             ("batch size", vals(part, "batch_size"), "not stated"),
             ("seeds", str(part["seed"].nunique()), "not stated"),
