@@ -39,7 +39,16 @@ def test_headline_glue_by_hand():
     assert values["fm_mean"] == pytest.approx(0.775) and values["tm_mean"] == pytest.approx(0.84)
     assert (values["tm_n"], values["tm_above"]) == (2, 1)
     assert (values["best_name"], values["best_acc"]) == ("block 2 TM-MW", 0.90)
-    assert (values["base_epochs"], values["base_epoch_of_max"]) == (20, 15)
+    assert (values["base_epochs"], values["base_epoch_of_max"], values["base_trained"]) == (20, "15", "20")
+    # three seeds: every base's best epoch in seed order, and the span of epochs they trained
+    three = pd.concat([_runs()] + [_runs().assign(seed=s) for s in (1, 2)], keys=[0, 1, 2], names=["seed0"])
+    three["seed"] = three["seed"].fillna(0).astype(int) if "seed" in three else 0
+    three = three.reset_index(drop=True)
+    bases = (three["block"] == 0) & (three["name"] == "base")
+    three.loc[bases, "best_epoch"] = [15, 22, 19]
+    three.loc[bases, "epochs_trained"] = [20, 33, 30]
+    v3, _ = rc.headline_glue(three, "cifar10", "test_acc_at_best_val")
+    assert (v3["base_epoch_of_max"], v3["base_trained"]) == ("15, 22, 19", "20-33")
     assert md == {"control_note": "The control (the base trained 10 more epochs with the children's schedule) "
                                   "reaches 0.820: the reference a child must beat."}
     _, md = rc.headline_glue(_runs(control=False), "cifar10", "test_acc_at_best_val")
@@ -51,6 +60,10 @@ def test_convergence_glue_by_hand():
     assert list(table.columns) == ["FM-RW", "FM-MW", "TM-MW", "TM-STN"]   # Fig. 2's order, present schemes only
     assert table.loc["mnist", "FM-RW"] == 8.0 and math.isnan(table.loc["mnist", "TM-MW"])
     assert values["child_epochs"] == "25"
+    early = _runs()
+    early.loc[early["block"] > 0, "epochs_trained"] = [18, 25, 21, 25, 9]
+    assert rc.convergence_glue(early, "cifar10", "test_acc_at_best_val")[1]["child_epochs"] == (
+        "25 (a cap; they trained 18-25)")      # cifar10's four children only
     assert (values["e99_FM_RW"], values["e99_TM_MW"], values["e99_TM_STN"]) == (4.0, 6.0, 3.0)
     assert math.isnan(values["e99_FM_STN"])   # no such network on cifar10
     # the paper's measure reads epochs to 99% of the max test accuracy

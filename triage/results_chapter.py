@@ -95,14 +95,30 @@ def headline_glue(runs: pd.DataFrame, dataset: str, measure: str) -> tuple[dict,
     values |= {"best_name": f"block {best['block']} {best['scheme']}" if best is not None else "none",
                "best_acc": float(best[measure]) if best is not None else float("nan"),
                "base_epochs": int(b["epochs"].iloc[0]) if len(b) else 0,
-               "base_epoch_of_max": int(b["best_epoch" if "best_epoch" in b else "epoch_of_max"].iloc[0])
-               if len(b) else 0}
+               # one base per seed: every seed's best epoch (in seed order), and the epochs they trained
+               "base_epoch_of_max": ", ".join(str(int(e)) for e in _by_seed(b, "best_epoch" if "best_epoch" in b
+                                                                             else "epoch_of_max")) or "n/a",
+               "base_trained": _span_int(b, "epochs_trained") or (str(int(b["epochs"].iloc[0])) if len(b) else "n/a")}
     ctl = part[(part["block"] == 0) & (part["name"] == "control")]
     note = (f"The control (the base trained {int(ctl['epochs_trained'].mean())} more epochs with the children's "
             f"schedule) reaches {ctl[measure].mean():.3f}: the reference a child must beat." if len(ctl) else
             "These results have no control, so a child above the base may owe its lead to the extra training "
             "rather than to the compression.")
     return values, {"control_note": note}
+
+
+def _by_seed(frame: pd.DataFrame, col: str) -> list:
+    """``col`` of each row in seed order (rows as given when there is no seed column)."""
+    f = frame.sort_values("seed") if "seed" in frame else frame
+    return [v for v in f[col] if v == v]
+
+
+def _span_int(frame: pd.DataFrame, col: str) -> str:
+    """``"a-b"`` (or ``"a"``) over the integer column ``col``; ``""`` when absent or empty."""
+    if col not in frame or frame[col].dropna().empty:
+        return ""
+    v = frame[col].dropna().astype(int)
+    return f"{v.min()}-{v.max()}" if v.max() > v.min() else f"{v.min()}"
 
 
 def convergence_glue(runs: pd.DataFrame, dataset: str, measure: str) -> tuple[pd.DataFrame, dict]:
@@ -120,7 +136,9 @@ def convergence_glue(runs: pd.DataFrame, dataset: str, measure: str) -> tuple[pd
     e99 = runs[runs["block"] > 0].pivot_table(col, "dataset", "scheme", aggfunc="mean")
     table = e99.reindex(columns=[s for s in SCHEMES if s in e99.columns]).round(2)
     kids = runs[(runs["dataset"] == dataset) & (runs["block"] > 0)]
-    values = {"child_epochs": ", ".join(f"{e:g}" for e in sorted(kids["epochs"].unique())) or "n/a"}
+    cap = ", ".join(f"{e:g}" for e in sorted(kids["epochs"].unique())) or "n/a"
+    trained = _span_int(kids, "epochs_trained")
+    values = {"child_epochs": f"{cap} (a cap; they trained {trained})" if trained else cap}
     for s in SCHEMES:
         values[f"e99_{s.replace('-', '_')}"] = float(kids.loc[kids["scheme"] == s, col].mean())
     return table, values
