@@ -2,8 +2,9 @@
 
 Reason to change: how a claim is tested and decided (its contrasts, margins, multiplicity
 and verdict rule). The chapter's prose and figures are :mod:`triage.claims_chapter`; the
-tables shown beside the claims (seed SD, omnibus block test, Fig. 3's CKA) are
-:mod:`triage.claims_tables`.
+tables shown beside the claims (seed SD, unstable cells, omnibus block test, Fig. 3's CKA)
+are :mod:`triage.claims_tables`; the statistics of one contrast (t interval, TOST, MDE, Holm)
+are :mod:`triage.contrasts`.
 
 Every network is a cell of (block, init, regime); the base and the continued-base
 control (the base trained again from its weights with the children's schedule) are
@@ -69,6 +70,8 @@ import math
 from dataclasses import dataclass, field
 
 from .vocabulary import LABELS
+from .contrasts import holm as _holm, mde as _mde, paired_contrast as _contrast
+from .contrasts import seeds_needed as _seeds_needed, simultaneous_ci as _simultaneous_ci
 
 __all__ = ["VERDICTS", "CLAIMS", "PAPER", "MARGIN", "MUCH", "EPOCH_MARGIN", "COLLAPSE",
            "ClaimsReport", "check_claims", "measures", "collapsed_networks"]
@@ -92,7 +95,6 @@ MARGIN = 1.0        # accuracy points: about the binomial SE of one accuracy on 
 MUCH = 5.0          # accuracy points: C2's "much worse"
 EPOCH_MARGIN = 1.0  # epochs: C4a's "faster"; the resolution of an epochs-to-99% count
 COLLAPSE = 0.9      # majority_frac at or above which a network counts as collapsed
-POWER = 0.8         # power of the minimum detectable effect and of the seeds needed
 
 _SHORT = LABELS   # random -> RW, thawed -> TM, ...
 _INITS = ("random", "mean", "stn")
@@ -219,96 +221,7 @@ def _matched(a, b):
     return x1, x2
 
 
-# ----------------------------------------------------------------------------- one contrast
-
-def _contrast(x1, x2, kind: str, thr: float, alpha: float) -> dict:
-    """Estimate, 95% CI and one-sided p-values of mean(x1 - x2) against a threshold.
-
-    kind: "greater" (the claim: mean > thr), "less" (mean < thr), "equiv" (|mean| < thr, TOST).
-    ``p`` is the claim's one-sided p, ``p_against`` the opposite one (for "equiv": the smaller of
-    "beyond +thr" and "beyond -thr"); each is compared with alpha/2.
-    """
-    import numpy as np
-    from scipy import stats
-    from statsmodels.stats.weightstats import DescrStatsW, ttost_paired
-    x1, x2 = np.asarray(x1, float), np.asarray(x2, float)
-    d = x1 - x2
-    n = len(d)
-    nan = float("nan")
-    out = {"n": n, "estimate": float(d.mean()) if n else nan, "sd": nan, "ci_low": nan, "ci_high": nan,
-           "p": nan, "p_against": nan, "se": nan, "df": n - 1}
-    if n < 2:
-        return out
-    ds = DescrStatsW(d)
-    se = float(ds.std_mean)
-    out["sd"], out["se"] = float(d.std(ddof=1)), se
-    lo_hi = (out["estimate"],) * 2 if se == 0 else ds.tconfint_mean(alpha)
-    out["ci_low"], out["ci_high"] = map(float, lo_hi)
-
-    def p_larger(v):     # H1: mean > v
-        if se == 0:
-            return 0.0 if out["estimate"] > v else 1.0
-        return float(stats.ttest_1samp(d, v, alternative="greater").pvalue)
-
-    def p_smaller(v):    # H1: mean < v
-        if se == 0:
-            return 0.0 if out["estimate"] < v else 1.0
-        return float(stats.ttest_1samp(d, v, alternative="less").pvalue)
-
-    if kind == "greater":
-        out["p"], out["p_against"] = p_larger(thr), p_smaller(thr)
-    elif kind == "less":
-        out["p"], out["p_against"] = p_smaller(thr), p_larger(thr)
-    elif kind == "equiv":
-        out["p"] = (max(p_larger(-thr), p_smaller(thr)) if se == 0
-                    else float(ttost_paired(x1, x2, -thr, thr)[0]))
-        out["p_against"] = min(p_larger(thr), p_smaller(-thr))
-    else:
-        raise ValueError(f"unknown contrast kind {kind!r}")
-    return out
-
-
-def _mde(se: float, df: int, level: float, equivalence: bool = False) -> float:
-    """Minimum detectable effect: how far past the threshold the true difference must lie for a
-    one-sided t-test at ``level`` to reject with POWER; for equivalence, the narrowest margin
-    TOST establishes with POWER when the true difference is 0."""
-    from scipy import stats
-    if not df >= 1 or math.isnan(se):
-        return float("nan")
-    beta = stats.t.ppf(1 - (1 - POWER) / 2 if equivalence else POWER, df)
-    return float((stats.t.ppf(1 - level, df) + beta) * se)
-
-
-def _seeds_needed(distance: float, sd: float, level: float) -> float:
-    """Seeds for POWER to put the 95% CI on one side of a margin ``distance`` away (NaN: unknown)."""
-    from statsmodels.stats.power import TTestPower
-    if not (distance > 0 and sd > 0) or any(map(math.isnan, (distance, sd))):
-        return float("nan")
-    try:
-        n = TTestPower().solve_power(effect_size=distance / sd, alpha=level, power=POWER,
-                                     alternative="larger")
-    except (ValueError, RuntimeError):
-        return float("nan")
-    return float(max(2, math.ceil(float(n))))
-
-
 # ----------------------------------------------------------------------------- families: multiplicity, verdict
-
-def _holm(p):
-    """Holm-adjusted p-values (NaN kept): ``statsmodels.stats.multitest.multipletests(p, method="holm")``.
-
-    Written out because statsmodels' Holm branch calls ``gc.collect()`` on every call (~0.25 s
-    with torch loaded, eleven times per data set); tests/test_claims.py checks it against statsmodels.
-    """
-    import numpy as np
-    p = np.asarray(p, float)
-    out = np.full(len(p), np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = len(order)
-    out[order] = np.minimum(1.0, np.maximum.accumulate(p[order] * np.arange(m, 0, -1)))
-    return out
-
 
 def _decide(fam, quantifier: str, level: float):
     """Verdict of a family of contrasts and the row of the contrast that decided it (for a family
@@ -510,19 +423,6 @@ def check_claims(runs, alpha: float = 0.05, margin: float = MARGIN, much: float 
     v = pd.DataFrame(verdicts)
     c = pd.concat(contrasts, ignore_index=True) if contrasts else pd.DataFrame()
     return ClaimsReport(v, c, _counts(v), collapsed_networks(runs, collapse), meas, params)
-
-
-def _simultaneous_ci(row, alpha: float, m: int) -> tuple[float, float]:
-    """The contrast's CI at the family-wise level: two-sided alpha/m (Bonferroni over the family's
-    m contrasts). A Holm-corrected side is decided at this level for its strongest contrast
-    (Holm's first step), so this is the interval that side's verdict can be read off; the 95% CI
-    decides the uncorrected side."""
-    from scipy import stats
-    se, df, est = row["se"], row["df"], row["estimate"]
-    if not df >= 1 or math.isnan(se):
-        return float("nan"), float("nan")
-    h = float(stats.t.ppf(1 - alpha / (2 * m), df)) * se
-    return est - h, est + h
 
 
 def _on_claim_side(kind: str, estimate: float, thr: float) -> bool:

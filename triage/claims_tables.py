@@ -161,7 +161,7 @@ def cka_bases(results=None, root=None, profile: str | None = None):
             return extra["cka_bases"]
         folder = getattr(results, "path", None)
     else:
-        from .report import default_profile, default_results_root
+        from .store import default_profile, default_results_root
         root = Path(root) if root is not None else default_results_root()
         folder = root / (profile or default_profile(root))
     path = Path(folder) / "cka_bases.csv" if folder is not None else None

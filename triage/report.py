@@ -41,7 +41,7 @@ from .tables import (PAPER_RESOLUTION, PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES, PI
                      timings)
 from .grid import run_smoke_grid  # noqa: F401  (trains; re-exported here for older code)
 from .vocabulary import GRID_SIZE, SCHEMES  # the paper's Fig. 2 order; re-exported here
-from .store import default_results_root
+from .store import default_profile, default_results_root, stored_profiles  # noqa: F401  (re-exported)
 
 __all__ = ["RESULTS_FORMAT", "GRID_SIZE", "SCHEMES", "FIG3_MODELS",
            "default_results_root", "default_profile", "stored_profiles", "export", "load", "Results",
@@ -73,20 +73,6 @@ def _repo() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-
-
-def stored_profiles(root=None) -> list[str]:
-    """Profiles with exported results under ``root``, in the order smoke, cpu, paper."""
-    from .experiments import PROFILES
-    root = Path(root) if root is not None else default_results_root()
-    return [p for p in PROFILES if (root / p / "runs.csv").is_file()]
-
-
-def default_profile(root=None) -> str:
-    """The book's default: ``campaign`` (the converged reproduction) when its results are
-    stored, else ``cpu``, else ``smoke`` (recomputed)."""
-    stored = stored_profiles(root)
-    return next((p for p in ("campaign", "cpu") if p in stored), "smoke")
 
 
 # ----------------------------------------------------------------------------- export

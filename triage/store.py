@@ -164,6 +164,20 @@ def default_results_root() -> Path:
     return Path(env) / "triage" if env else Path(__file__).resolve().parents[1] / "results" / "triage"
 
 
+def stored_profiles(root=None) -> list[str]:
+    """Profiles with exported results under ``root``, in the order of ``config.PROFILES``."""
+    from .config import PROFILES
+    root = Path(root) if root is not None else default_results_root()
+    return [p for p in PROFILES if (root / p / "runs.csv").is_file()]
+
+
+def default_profile(root=None) -> str:
+    """The book's default: ``campaign`` (the converged reproduction) when its results are
+    stored, else ``cpu``, else ``smoke`` (recomputed)."""
+    stored = stored_profiles(root)
+    return next((p for p in ("campaign", "cpu") if p in stored), "smoke")
+
+
 def _run_name(cfg: RunConfig) -> str:
     """A run folder's name: the network's name and its config key."""
     return f"{cfg.name}-{cfg.key()}"
