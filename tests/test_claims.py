@@ -534,3 +534,25 @@ def test_c4a_counts_the_hint_epochs_stn_trained_not_its_cap():
     assert "STN's 4 hint epochs counted" in row(rep, "C4a")["note"]
     without = claims.check_claims(runs, count_hint=False)
     assert row(without, "C4a", regime="TM")["estimate"] == pytest.approx(-3.0)
+
+
+def test_a_data_set_with_only_its_base_says_its_grid_is_not_trained():
+    full = make_runs(lambda s, b, i, r: 70.0 + s, range(3), control=lambda s: 70.0)
+    base_only = make_runs(lambda s, b, i, r: 99.0, range(3), dataset="mnist")
+    base_only = base_only[base_only["block"] == 0]
+    rep = claims.check_claims(pd.concat([full, base_only], ignore_index=True))
+    r = row(rep, "C3", dataset="mnist")
+    assert r["verdict"] == "not testable: no control" and r["note"].startswith("no networks to compare")
+    assert claims_chapter.explain(rep, "C3", "mnist").startswith("Its grid has not been trained yet")
+    # a table with children but no control keeps the old reading
+    rep1 = claims.check_claims(make_runs(lambda s, b, i, r: 70.0 + s, range(3)))
+    assert claims_chapter.explain(rep1, "C3", "cifar10").startswith("A continued-base control")
+
+
+def test_explain_a_c4a_failure_past_zero():
+    # STN 4 epochs slower on every seed, both regimes: no positive 'faster' margin changes it
+    runs = make_runs(lambda s, b, i, r: 70.0, range(3),
+                     conv=lambda s, b, i, r: 9 + (s % 2) * 0.5 if i == "stn" else 5)
+    rep = claims.check_claims(runs)
+    assert rep.verdict("C4a", "cifar10") == "does not hold"
+    assert claims_chapter.explain(rep, "C4a", "cifar10").endswith("lies entirely above zero.")

@@ -51,7 +51,7 @@ C4b       STN config - control, 10 configs     non-superiority d < delta for eve
 Networks that collapsed (``majority_frac`` >= 0.9: one class for almost every input)
 are failures, not results: they are left out of every estimate and listed
 (:func:`collapsed_networks`). Networks stopped by the epoch cap (``stop_reason == "cap"``)
-have no convergence time and are left out of C4a.
+are left out of C4a by default (``keep_capped=True`` counts them).
 
 Both results formats are read: format 2 (the ``campaign`` profile: validation-selected
 accuracy ``test_acc_at_best_val``, ``epochs_to_99pct_val``, the control, CKA) and format 1
@@ -378,10 +378,12 @@ def check_claims(runs, alpha: float = 0.05, margin: float = MARGIN, much: float 
         for claim, (kind, quant, tname) in _RULES.items():
             thr = thresholds[tname]
             if claim in ("C3", "C4b") and not has_control:
+                no_kids = not (part["role"] == "child").any()
                 verdicts.append({"claim": claim, "dataset": dataset, "level": "data set",
                                  "regime": "TM" if claim == "C3" else "FM and TM",
                                  "verdict": "not testable: no control", "threshold": thr,
-                                 "note": "no continued-base control in this table"})
+                                 "note": "no networks to compare: only the base is stored" if no_kids
+                                 else "no continued-base control in this table"})
                 continue
             fam = pd.DataFrame([{"claim": claim, "dataset": dataset, "regime": regime, "contrast": label,
                                  "threshold": thr, **_contrast(x1, x2, kind, thr, alpha)}
@@ -455,7 +457,7 @@ def _note(claim, kind, verdict, fam, row, thr, n_coll, part, quant="all") -> str
             parts.append(f"STN's {span} hint epochs counted")
         if kids["capped"].astype(bool).any():
             parts.append(f"{int(kids['capped'].sum())} network(s) stopped by the epoch cap left out "
-                         "(no convergence time)")
+                         "(the cap may have cut their time short; the chapter also counts them)")
         elif kids["peaked_last"].astype(bool).any():
             parts.append(f"{int(kids['peaked_last'].sum())} of {len(kids)} networks peaked at their last "
                          "epoch (fixed schedule): their time to 99% may be a lower bound")

@@ -23,6 +23,8 @@ def explain(rep: ClaimsReport, claim: str, dataset: str) -> str:
     r = v[(v["claim"] == claim) & (v["dataset"] == dataset) & (v["level"] == "data set")].iloc[0]
     unit = "epochs" if claim == "C4a" else "points"
     if r["verdict"] == "not testable: no control":
+        if str(r.get("note", "")).startswith("no networks"):
+            return "Its grid has not been trained yet: neither the children nor the control are stored."
         return ("A continued-base control (the base trained again from its weights with the children's "
                 "schedule, results format 2) would make it testable.")
     if r["verdict"] == "not testable at this n":
@@ -53,7 +55,7 @@ def explain(rep: ClaimsReport, claim: str, dataset: str) -> str:
     above = (not above) if claim == "C4a" else above
     name = {"C2": "'much'", "C3": "the margin", "C4a": "'faster'", "C4b": "the margin"}[claim]
     if value <= 0:
-        return (f"No positive {name} would change it: the 95% CI of {r['contrast']} lies entirely on the "
+        return (f"No positive {name} would change it: the 95% CI of {r['contrast']} lies entirely "
                 f"{'below' if hi <= 0 else 'above'} zero.")
     return (f"It would change if {name} were {'above' if above else 'below'} {value:.2f} {unit} "
             f"(the 95% CI bound of {r['contrast']}"
