@@ -197,6 +197,36 @@ def test_c2_does_not_hold_for_a_02_point_gap_over_90_networks():
     assert r["n"] == 3
 
 
+def test_a_partial_seed_waits_until_it_has_trained_every_network_of_a_contrast():
+    """A campaign in progress: seed 2 has trained only block 1 and the control. Its mean over
+    block 1 is not the same contrast as the complete seeds' mean over five blocks, so C2 and the
+    C1 pairs with another block use seeds 0 and 1; a contrast within block 1 uses all three."""
+    seeds = range(3)
+    e = noise(21, 0.3)
+
+    def acc(s, b, i, r):   # TM - FM is 20 points in block 1 and 2 points elsewhere
+        gap = (20.0 if b == 1 else 2.0) if r == "thawed" else 0.0
+        return 60.0 + gap + (e[s, b, INITS.index(i), REGIMES.index(r)] if b else 0)
+    runs = make_runs(acc, seeds, control=lambda s: 60.0 + e[s, 0, 0, 0])
+    runs = runs[(runs["seed"] < 2) | (runs["block"] <= 1)]
+    rep = claims.check_claims(runs, much=5.0)
+    r = row(rep, "C2")
+    d = [np.mean([acc(s, b, i, "thawed") - acc(s, b, i, "frozen") for b in range(1, 6) for i in INITS])
+         for s in (0, 1)]
+    assert r["n"] == 2 and r["estimate"] == pytest.approx(np.mean(d))   # about 5.6, not pulled up by seed 2's 20
+    c = rep.contrasts
+    pair = c[(c["claim"] == "C1") & (c["contrast"] == "TM: block 1 - block 2")].iloc[0]
+    assert pair["n"] == 2
+    b1 = c[(c["claim"] == "C3") & (c["contrast"] == "b1 TM-MW - control")].iloc[0]
+    assert b1["n"] == 3 and b1["estimate"] == pytest.approx(
+        np.mean([acc(s, 1, "mean", "thawed") - (60.0 + e[s, 0, 0, 0]) for s in seeds]))
+    # a collapsed network is trained: its seed stays, only that network is left out
+    runs2 = runs.copy()
+    hit = (runs2["seed"] == 0) & (runs2["name"] == "b4-stn-frozen")
+    runs2.loc[hit, "majority_frac"] = 0.95
+    assert row(claims.check_claims(runs2, much=5.0), "C2")["n"] == 2
+
+
 def test_c2_holds_when_tm_is_10_points_better_on_every_seed():
     e = noise(5, 0.5)
 

@@ -197,6 +197,45 @@ def test_run_lock_is_exclusive_and_released_when_its_holder_is_killed(tmp_path):
     assert execute.RunLock(run_dir).acquire(blocking=False)
 
 
+def test_execute_network_without_wait_returns_busy_while_another_process_holds_the_lock(tmp_path):
+    cfg = make_config("mnist", profile="smoke")
+    store = RunStore(tmp_path)
+    holder = execute.RunLock(store.path(cfg))
+    assert holder.acquire(blocking=False)   # another open file: flock refuses it like another process
+    try:
+        r = execute.execute_network(cfg, tmp_path, notebook=False, wait=False)
+    finally:
+        holder.release()
+    assert r["status"] == "busy" and f"pid {os.getpid()}" in r["error"]
+    assert not (store.path(cfg) / "metrics.csv").exists()   # nothing was trained
+
+
+@pytest.mark.parametrize("busy, expected", [
+    # a busy child is left for later; the grid trains its sibling meanwhile, then waits for it
+    ("b2-mean-frozen", [("try", "base"), ("try", "b2-mean-frozen"), ("try", "b2-mean-thawed"),
+                        ("try", "b2-mean-frozen"), ("wait", "b2-mean-frozen")]),
+    # a busy base holds back its children without trying them
+    ("base", [("try", "base"), ("wait", "base"), ("try", "b2-mean-frozen"), ("try", "b2-mean-thawed")]),
+])
+def test_local_grid_goes_on_with_other_networks_while_one_is_busy(monkeypatch, tmp_path, busy, expected):
+    events, logs = [], []
+
+    def fake_execute(cfg, runs_root, template, *, wait=True, **kw):
+        events.append(("wait" if wait else "try", cfg.name))
+        status = "busy" if cfg.name == busy and not wait else ("reused" if cfg.name == busy else "done")
+        return {"key": cfg.key(), "dataset": cfg.dataset, "seed": cfg.seed, "name": cfg.name, "run_dir": "",
+                "status": status, "seconds": 0.0, "error": "pid 7 on elsewhere is executing it" if status == "busy"
+                else None}
+    monkeypatch.setattr(executors, "execute_network", fake_execute)
+    cfgs = grid.expand_grid("mnist", "smoke", blocks=[2], inits=["mean"])
+    report = executors.run_grid(cfgs, tmp_path, progress=False, log=logs.append, notebooks=False)
+    assert events == expected
+    assert [(r["name"], r["status"]) for r in report.results] == [
+        (c.name, "reused" if c.name == busy else "done") for c in cfgs]   # grid order, nothing lost
+    assert report.ok
+    assert sum("pid 7 on elsewhere is executing it; going on with the others" in m for m in logs) == 1
+
+
 def test_interrupted_training_resumes_from_its_last_epoch(tmp_path, triage_cache, monkeypatch):
     """The store's resume (experiments.run), as the grid relies on it: epoch rows are kept."""
     import triage.experiments as ex

@@ -119,6 +119,26 @@ def test_profile_timings_names_profile_and_machine():
     assert rc.profile_timings({}).empty
 
 
+def test_timings_split_devices_and_keep_the_control_apart_from_the_base():
+    # seed 0: base on the GPU, control and two children on the CPU, no notebooks
+    runs = pd.DataFrame({"dataset": ["mnist"] * 4, "seed": [0] * 4, "block": [0, 0, 1, 2],
+                         "name": ["base", "control", "b1-mean-thawed", "b2-mean-thawed"],
+                         "device": ["cuda", "cpu", "cpu", "cpu"],
+                         "train_seconds": [240.0, 600.0, 100.0, 300.0], "notebook_seconds": [float("nan")] * 4})
+    t = rc.profile_timings({"campaign": SimpleNamespace(runs=runs, provenance={"machine": {"cpu": "x86", "cores": 2}})})
+    cpu, gpu = t[t["device"] == "cpu"].iloc[0], t[t["device"] == "cuda"].iloc[0]
+    assert (gpu["networks"], gpu["base_s"], gpu["machine"]) == (1, 240.0, "GPU (cuda)")
+    assert math.isnan(gpu["control_s"]) and math.isnan(gpu["child_mean_s"])
+    assert (cpu["networks"], cpu["control_s"], cpu["child_mean_s"], cpu["machine"]) == (3, 600.0, 200.0, "x86, 2 cores")
+    assert math.isnan(cpu["base_s"]) and math.isnan(cpu["notebook_total_s"])   # no notebooks: not 0 s
+    assert cpu["children_estimate_h"] == pytest.approx((600 + 30 * 200) / 3600)
+    assert math.isnan(cpu["grid_estimate_h"])   # its base ran elsewhere
+    assert rc.device_timing_text(t, "campaign") == (
+        "- **mnist** on x86, 2 cores: 3 networks, median child 200 s, children of a grid 1.8 h\n"
+        "- **mnist** on GPU (cuda): 1 network, base 4.0 min (1 seed)")
+    assert rc.device_timing_text(t, "cpu") == "No cpu results are stored."
+
+
 def test_timing_glue_by_hand():
     times = pd.DataFrame({
         "profile": ["cpu", "cpu", "cpu", "other"], "dataset": ["cifar10", "mnist", "stanford_dogs", "mnist"],

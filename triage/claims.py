@@ -13,6 +13,8 @@ seed, a difference of cells (averaged over the matched cells of that seed); the
 contrast's estimate, 95% CI and p come from those per-seed differences (t with
 ``seeds - 1`` degrees of freedom), so seed is the unit of replication and every
 contrast has its own error: FM and collapsing networks vary far more than TM ones.
+A seed counts in a contrast only once it has trained every network the contrast
+averages over: a partial grid's mean would be over other cells than a complete one's.
 
 Each claim is tested in its own direction against a margin, and every verdict is read
 off the two-sided 95% CI (each one-sided test at alpha/2, the ICH E9 convention for
@@ -196,11 +198,13 @@ def _tidy(runs, collapse: float = COLLAPSE, count_hint: bool = True):
     return out.dropna(subset=["acc"]).reset_index(drop=True)
 
 
-def _wide(t, value: str):
-    """seed x (role, block, init, regime) table of ``value`` (collapsed networks left out)."""
-    keep = t[~t["collapsed"].astype(bool)]
-    return keep.pivot_table(index="seed", columns=["role", "block", "init", "regime"], values=value,
-                            aggfunc="mean")
+def _wide(t, value: str, keep_collapsed: bool = False):
+    """seed x (role, block, init, regime) table of ``value``, one row for every seed of ``t``
+    (collapsed networks left out unless ``keep_collapsed``)."""
+    keep = t if keep_collapsed else t[~t["collapsed"].astype(bool)]
+    w = keep.pivot_table(index="seed", columns=["role", "block", "init", "regime"], values=value,
+                         aggfunc="mean")
+    return w.reindex(sorted(t["seed"].unique()))
 
 
 def _cols(w, cells):
@@ -210,12 +214,25 @@ def _cols(w, cells):
                             for c in cells]) if cells else np.empty((len(w), 0))
 
 
-def _matched(a, b):
-    """Per-seed means of a and b over the columns where both are present; seeds with none dropped."""
+def _matched(a, b, trained_a=None, trained_b=None):
+    """Per-seed means of a and b over the columns where both have a value, from the seeds
+    that trained every network of the contrast.
+
+    A seed whose grid is still partial would average over other cells than the complete
+    seeds (MNIST seed 0 with blocks 1-2 beside seed 1 with all five), so its difference
+    would not be the same contrast; it is left out until its networks are trained.
+    ``trained_a``/``trained_b`` say which networks exist (collapsed and capped ones too:
+    they are trained, just not counted); a cell no seed has trained is not required.
+    Within a complete seed, a value missing because its network collapsed (or, in C4a,
+    was capped) is left out of that seed's mean.
+    """
     import numpy as np
+    trained_a = ~np.isnan(a) if trained_a is None else ~np.isnan(trained_a)
+    trained_b = ~np.isnan(b) if trained_b is None else ~np.isnan(trained_b)
+    complete = (trained_a | ~trained_a.any(axis=0)).all(axis=1) & (trained_b | ~trained_b.any(axis=0)).all(axis=1)
     ok = ~np.isnan(a) & ~np.isnan(b)
     n = ok.sum(axis=1)
-    keep = n > 0
+    keep = (n > 0) & complete
     x1 = np.where(ok, a, 0).sum(axis=1)[keep] / n[keep]
     x2 = np.where(ok, b, 0).sum(axis=1)[keep] / n[keep]
     return x1, x2
@@ -257,33 +274,41 @@ def _family(claim: str, t) -> list[tuple[str, str, object, object]]:
     import itertools
     import numpy as np
     acc = _wide(t, "acc")
+    made = _wide(t, "acc", keep_collapsed=True)   # which networks were trained
     blocks = sorted(t.loc[t["role"] == "child", "block"].unique())
 
     def kids(w, cells):     # cells: (block, init, regime) of children
         return _cols(w, [("child", b, i, r) for b, i, r in cells])
-    control = _cols(acc, [("control", 0, "", "")])
+
+    def pair(w, cells_a, cells_b):   # a contrast of two sets of child cells, complete seeds only
+        return _matched(kids(w, cells_a), kids(w, cells_b), kids(made, cells_a), kids(made, cells_b))
+    control, control_made = (_cols(w, [("control", 0, "", "")]) for w in (acc, made))
     out = []
     if claim == "C1":       # each pair of blocks, per regime, mean over the matched initialisers
         for r, (b1, b2) in itertools.product(_REGIMES, itertools.combinations(blocks, 2)):
-            a, b = (kids(acc, [(blk, i, r) for i in _INITS]) for blk in (b1, b2))
-            out.append((_SHORT[r], f"{_SHORT[r]}: block {b1} - block {b2}", *_matched(a, b)))
+            out.append((_SHORT[r], f"{_SHORT[r]}: block {b1} - block {b2}",
+                        *pair(acc, [(b1, i, r) for i in _INITS], [(b2, i, r) for i in _INITS])))
     elif claim == "C2":     # TM - FM over every (block, init)
         cells = list(itertools.product(blocks, _INITS))
-        out.append(("TM vs FM", "TM - FM", *_matched(kids(acc, [(b, i, "thawed") for b, i in cells]),
-                                                     kids(acc, [(b, i, "frozen") for b, i in cells]))))
+        out.append(("TM vs FM", "TM - FM", *pair(acc, [(b, i, "thawed") for b, i in cells],
+                                                 [(b, i, "frozen") for b, i in cells])))
     elif claim in ("C3", "C4b"):   # each TM config (C3) or STN config (C4b) against the control
         cells = (itertools.product(blocks, _INITS, ["thawed"]) if claim == "C3"
                  else ((b, "stn", r) for r in _REGIMES for b in blocks))
         for b, i, r in cells:
             out.append((_SHORT[r], f"b{b} {_SHORT[r]}-{_SHORT[i]} - control",
-                        *_matched(kids(acc, [(b, i, r)]), control)))
+                        *_matched(kids(acc, [(b, i, r)]), control, kids(made, [(b, i, r)]), control_made)))
     elif claim == "C4a":    # STN - mean(RW, MW) epochs, per regime, mean over blocks; capped runs left out
-        conv = _wide(t[~t["capped"].astype(bool)], "conv")
+        conv = _wide(t[~t["capped"].astype(bool)], "conv").reindex(acc.index)
         for r in _REGIMES:
             stn, rw, mw = (kids(conv, [(b, i, r) for b in blocks]) for i in ("stn", "random", "mean"))
+            made_stn, made_rw, made_mw = (kids(made, [(b, i, r) for b in blocks]) for i in ("stn", "random", "mean"))
             with np.errstate(invalid="ignore"):
                 other = np.where(np.isnan(rw), mw, np.where(np.isnan(mw), rw, (rw + mw) / 2))
-            out.append((_SHORT[r], f"{_SHORT[r]}-STN - {_SHORT[r]}-RW/MW (epochs)", *_matched(stn, other)))
+            # the RW/MW side needs both initialisers of every block trained
+            made_other = np.where(np.isnan(made_rw) | np.isnan(made_mw), np.nan, 1.0)
+            out.append((_SHORT[r], f"{_SHORT[r]}-STN - {_SHORT[r]}-RW/MW (epochs)",
+                        *_matched(stn, other, made_stn, made_other)))
     return out
 
 

@@ -29,7 +29,8 @@ def explain(rep: ClaimsReport, claim: str, dataset: str) -> str:
                 "schedule, results format 2) would make it testable.")
     if r["verdict"] == "not testable at this n":
         if not r["n"] >= 2:
-            return ("At least 2 seeds per network are needed for a confidence interval." if r["n"] == r["n"]
+            return ("At least 2 seeds that trained every network of the contrast are needed for a confidence "
+                    "interval (a seed whose grid is still partial waits until it is complete)." if r["n"] == r["n"]
                     else "There is nothing to compare in this table.")
         n = r["seeds_needed"]
         more = (f"about {int(n)} seeds (now {int(r['n'])}) would likely make it '{r['likely']}'" if n == n else

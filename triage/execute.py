@@ -157,7 +157,7 @@ def _record_failure(run_dir: Path, cfg: RunConfig, message: str, tb: str) -> Non
 
 def execute_network(cfg: RunConfig, runs_root, template=None, *, data_root=None, device="auto",
                     timeout: float | None = None, on_wait=None, notebook: bool = True,
-                    results_root=None) -> dict:
+                    results_root=None, wait: bool = True) -> dict:
     """Execute the template for one network (the unit every executor runs) and report it.
 
     Takes the run folder's lock (waiting while another process holds it), skips a
@@ -178,10 +178,13 @@ def execute_network(cfg: RunConfig, runs_root, template=None, *, data_root=None,
             notebook; saves a kernel start and the imports, ~7 s a network, and keeps the
             decoded data sets in memory between networks).
         results_root: where finished runs are exported (None: the store's default).
+        wait: while another process holds the lock, wait for it (True) or return at once
+            with status ``busy`` and the holder's info in ``error`` (False), so a grid can
+            train other networks meanwhile.
 
     Returns:
-        dict with ``key, dataset, name, status`` (``done`` | ``reused`` | ``failed``),
-        ``run_dir``, ``seconds``, ``error`` (one line or None).
+        dict with ``key, dataset, name, status`` (``done`` | ``reused`` | ``failed`` |
+        ``busy``), ``run_dir``, ``seconds``, ``error`` (one line or None).
     """
     store = RunStore(runs_root) if results_root is None else RunStore(runs_root, results_root)
     run_dir = store.path(cfg)
@@ -190,7 +193,10 @@ def execute_network(cfg: RunConfig, runs_root, template=None, *, data_root=None,
     t0 = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(run_dir)
-    lock.acquire(on_wait=on_wait)
+    if not lock.acquire(blocking=wait, on_wait=on_wait):
+        h = RunLock.holder(run_dir) or {}
+        out.update(status="busy", error=f"pid {h.get('pid')} on {h.get('host')} is executing it")
+        return out
     try:
         if is_complete(store, cfg, notebook):
             return out

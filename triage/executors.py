@@ -159,31 +159,57 @@ def _split_complete(cfgs, store, notebook: bool = True) -> tuple[list[RunConfig]
 
 
 def _run_local(cfgs, store, template, kw, progress, log) -> list[dict]:
+    """One network at a time; one that another process is executing is left for later.
+
+    Two ``triage grid`` processes on one store (two workers of one thread each are
+    faster than one of two threads here) would otherwise queue behind each other's
+    lock. A network found busy, and the children of a busy base, are put back; a pass
+    that finds everything busy waits for the first one. The report keeps grid order.
+    """
     todo, results = _split_complete(cfgs, store, kw.get("notebook", True))
+    order = {c.key(): i for i, c in enumerate(cfgs)}
     bar = _bar(len(cfgs), len(cfgs) - len(todo), progress)
+    say = bar.write if progress else log
     failed_bases: dict[str, str] = {}
+    queue = [c for base, kids in _groups(todo) for c in ([base] if base is not None else []) + kids]
+    wait_for_first, told = False, set()
     try:
-        for base, kids in _groups(todo):
-            for cfg in ([base] if base is not None else []) + kids:
+        while queue:
+            later, busy_bases = [], set()
+            for i, cfg in enumerate(queue):
                 pk = cfg.parent().key()
                 if cfg.is_child and pk in failed_bases:
                     r = _skipped(cfg, store, failed_bases[pk])
+                elif cfg.is_child and pk in busy_bases:
+                    later.append(cfg)   # its base is training elsewhere
+                    continue
                 else:
                     bar.set_postfix_str(f"{cfg.dataset}/{cfg.name} seed {cfg.seed}")
 
                     def on_wait(h, cfg=cfg):
-                        (bar.write if progress else log)(
-                            f"{cfg.dataset}/{cfg.name}: waiting for pid {h.get('pid')} on {h.get('host')}, "
+                        say(f"{cfg.dataset}/{cfg.name}: waiting for pid {h.get('pid')} on {h.get('host')}, "
                             "which is executing it")
-                    r = execute_network(cfg, store.root, template, on_wait=on_wait, **kw)
+                    r = execute_network(cfg, store.root, template, on_wait=on_wait,
+                                        wait=wait_for_first and i == 0, **kw)
+                    if r["status"] == "busy":
+                        later.append(cfg)
+                        if not cfg.is_child:
+                            busy_bases.add(cfg.key())
+                        if cfg.key() not in told:
+                            told.add(cfg.key())
+                            say(f"{cfg.dataset}/{cfg.name} (seed {cfg.seed}): {r['error']}; "
+                                "going on with the others")
+                        continue
                     if not cfg.is_child and r["status"] == "failed":
                         failed_bases[cfg.key()] = cfg.name
                 results.append(r)
                 _log_result(bar, r, progress, log)
                 bar.update(1)
+            wait_for_first = len(later) == len(queue)   # nothing else to do: wait for the first
+            queue = later
     finally:
         bar.close()
-    return results
+    return sorted(results, key=lambda r: order[r["key"]])
 
 
 def _limit_threads(threads: int) -> None:

@@ -185,7 +185,10 @@ def profile_timings(results: dict) -> pd.DataFrame:
     for profile, res in results.items():
         t = timings(res.runs).assign(profile=profile)
         m = res.provenance.get("machine", {})
-        t["machine"] = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores"
+        # provenance names the exporting machine, which is the CPU runs' machine; a GPU run's
+        # card is named in the profile's device_logs/, not per run
+        t["machine"] = [f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores" if d == "cpu" else f"GPU ({d})"
+                        for d in t["device"]] if len(t) else []
         rows.append(t)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
@@ -235,3 +238,33 @@ def timing_glue(times: pd.DataFrame) -> tuple[dict, dict]:
                        "--profile smoke` followed by `python -m triage export --profile smoke` adds them to this "
                        "table.")}
     return values, markdown
+
+
+def device_timing_text(times: pd.DataFrame, profile: str) -> str:
+    """One profile's measured costs as markdown bullets, one per device and data set.
+
+    Per device because a profile may have trained its bases on a GPU and its children
+    on the CPU: a sum over devices would describe no machine. Each bullet gives the
+    bases' training time, the median child's and the children of one grid (control
+    plus ``GRID_SIZE - 1`` children at the mean child's time), over the seeds stored.
+
+    Args:
+        times: :func:`profile_timings` output.
+        profile: the profile to describe.
+    """
+    part = times[times["profile"] == profile] if len(times) else times
+    if not len(part):
+        return f"No {profile} results are stored."
+    lines = []
+    for (device, machine), on in part.groupby(["device", "machine"], sort=False):
+        for dataset, d in on.groupby("dataset"):
+            n, seeds = int(d["networks"].sum()), int(d["base_s"].notna().sum())
+            bits = [f"{n} network{'s' * (n != 1)}"]
+            if seeds:
+                bits.append(f"base {_span(d, 'base_s', 1 / 60)} min ({seeds} seed{'s' * (seeds != 1)})")
+            kids = d[d["child_median_s"].notna()]
+            if len(kids):
+                bits.append(f"median child {_span(kids, 'child_median_s', fmt='{:.0f}')} s")
+                bits.append(f"children of a grid {_span(kids, 'children_estimate_h', fmt='{:.1f}')} h")
+            lines.append(f"- **{dataset}** on {machine}: " + ", ".join(bits))
+    return "\n".join(lines)

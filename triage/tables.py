@@ -199,36 +199,46 @@ def setting_caveat(runs, dataset: str | None = None) -> str:
 
 
 def timings(runs):
-    """Measured cost of the stored networks, per data set and seed.
+    """Measured cost of the stored networks, per data set, seed and device.
 
     ``train_seconds`` is the sum of the epochs' wall time (training and the test
     evaluation of each epoch; not the STN initialisation), from ``summary.json``;
     ``notebook_seconds`` is papermill's wall time of the executed run notebook
-    (training included only for networks trained inside the grid).
+    (training included only for networks trained inside the grid; NaN for networks
+    trained without a notebook). Networks trained on different devices are never
+    summed together (a campaign's bases ran on a GPU, most children on the CPU).
 
     Returns:
-        DataFrame: dataset, seed, networks, base_s, child_median_s, child_mean_s, child_max_s,
-        train_total_s, notebook_total_s, train_total_h, and grid_estimate_h: the base plus
-        ``GRID_SIZE - 1`` children at the mean child's time (a full grid's training time).
+        DataFrame: dataset, seed, device, networks, base_s, control_s, child_median_s,
+        child_mean_s, child_max_s, train_total_s, notebook_total_s, train_total_h,
+        children_estimate_h: the control (if any) and ``GRID_SIZE - 1`` children at the mean
+        child's time, and grid_estimate_h: that plus the base (NaN where the base ran on
+        another device), a full grid's training time on that device.
     """
     import pandas as pd
+    runs = runs.assign(device=runs["device"].fillna("cpu")) if "device" in runs else runs.assign(device="cpu")
+    name = runs["name"] if "name" in runs else pd.Series("base", index=runs.index).where(runs["block"] == 0)
     rows = []
-    for (dataset, seed), part in runs.groupby(["dataset", "seed"]):
+    for (dataset, seed, device), part in runs.groupby(["dataset", "seed", "device"]):
         kids = part[part["block"] > 0]
-        base = part[part["block"] == 0]
+        base = part[(part["block"] == 0) & (name[part.index] != "control")]
+        control = part[(part["block"] == 0) & (name[part.index] == "control")]
+        nb = part["notebook_seconds"] if "notebook_seconds" in part else pd.Series(dtype=float)
         rows.append({
-            "dataset": dataset, "seed": int(seed), "networks": len(part),
+            "dataset": dataset, "seed": int(seed), "device": device, "networks": len(part),
             "base_s": float(base["train_seconds"].sum()) if len(base) else float("nan"),
+            "control_s": float(control["train_seconds"].sum()) if len(control) else float("nan"),
             "child_median_s": float(kids["train_seconds"].median()) if len(kids) else float("nan"),
             "child_mean_s": float(kids["train_seconds"].mean()) if len(kids) else float("nan"),
             "child_max_s": float(kids["train_seconds"].max()) if len(kids) else float("nan"),
             "train_total_s": float(part["train_seconds"].sum()),
-            "notebook_total_s": float(part["notebook_seconds"].sum()) if "notebook_seconds" in part else float("nan"),
+            "notebook_total_s": float(nb.sum(min_count=1)),
         })
     t = pd.DataFrame(rows)
     if len(t):
         t["train_total_h"] = t["train_total_s"] / 3600
-        t["grid_estimate_h"] = (t["base_s"] + (GRID_SIZE - 1) * t["child_mean_s"]) / 3600
+        t["children_estimate_h"] = (t["control_s"].fillna(0) + (GRID_SIZE - 1) * t["child_mean_s"]) / 3600
+        t["grid_estimate_h"] = t["base_s"] / 3600 + t["children_estimate_h"]
     return t
 
 
