@@ -372,6 +372,8 @@ def test_format1_tables_use_the_paper_measures_and_have_no_control():
 @pytest.mark.parametrize("kw, match", [
     ({"margin": 0}, "margin must be a positive"), ({"margin": -1}, "margin must be a positive"),
     ({"alpha": 0}, r"alpha must be in \(0, 1\)"), ({"alpha": 1.5}, r"alpha must be in \(0, 1\)"),
+    ({"measure": "test"}, "measure must be one of validation, paper"),
+    ({"reference": "parent"}, "reference must be one of control, base"),
 ])
 def test_bad_parameters_give_one_clear_error(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -586,3 +588,78 @@ def test_explain_a_c4a_failure_past_zero():
     rep = claims.check_claims(runs)
     assert rep.verdict("C4a", "cifar10") == "does not hold"
     assert claims_chapter.explain(rep, "C4a", "cifar10").endswith("lies entirely above zero.")
+
+
+# ----------------------------------------------------------------------------- the paper's protocol put back
+
+def protocol_runs():
+    """Control = base + 2 points on every seed (extra training alone), every child = base + 1.5:
+    above the base by more than the 1-point margin, below the control. The paper's measure
+    (max_test_acc) adds 3 points to the thawed children only."""
+    e = noise(31, 0.2)
+
+    def acc(s, b, i, r):
+        return 70.0 + (1.5 if b else 0.0) + (e[s, b, INITS.index(i), REGIMES.index(r)] if b else 0)
+    runs = make_runs(acc, range(4), control=lambda s: 72.0)
+    thawed = runs["regime"] == "thawed"
+    runs.loc[thawed, "max_test_acc"] = runs.loc[thawed, "test_acc_at_best_val"] + 0.03
+    runs.loc[~thawed, "max_test_acc"] = runs.loc[~thawed, "test_acc_at_best_val"]
+    return runs, acc
+
+
+def test_reference_base_puts_the_papers_comparison_back_for_c3_and_c4b():
+    runs, acc = protocol_runs()
+    ours = claims.check_claims(runs)
+    theirs = claims.check_claims(runs, reference="base")
+    assert row(ours, "C3")["verdict"] == "does not hold"          # every TM child about 0.5 below the control
+    assert row(theirs, "C3")["verdict"] == "holds"                # but 1.5 above the base
+    best = max(np.mean([acc(s, b, i, "thawed") - 70.0 for s in range(4)]) for b in range(1, 6) for i in INITS)
+    assert row(theirs, "C3")["estimate"] == pytest.approx(best)
+    assert row(theirs, "C4b")["verdict"] == "does not hold" and row(ours, "C4b")["verdict"] == "holds"
+    assert row(theirs, "C2")["estimate"] == pytest.approx(row(ours, "C2")["estimate"])  # no reference in C2
+    assert theirs.params["reference"] == "base"
+
+
+def test_measure_paper_reads_the_test_selected_columns():
+    runs, _ = protocol_runs()
+    rep = claims.check_claims(runs, measure="paper", much=1.0)
+    assert rep.measures["accuracy"] == "max_test_acc" and rep.measures["convergence"] == "epochs_to_99pct"
+    assert row(rep, "C2")["estimate"] == pytest.approx(row(claims.check_claims(runs, much=1.0), "C2")["estimate"] + 3)
+
+
+def test_protocol_sensitivity_and_effects_by_hand():
+    runs, _ = protocol_runs()
+    sens = claims_tables.protocol_sensitivity(runs)
+    assert set(sens["protocol"]) == set(claims_tables.PROTOCOLS)
+    c3 = sens[sens["claim"] == "C3"].set_index("protocol")
+    assert c3.loc["ours", "verdict"] == "does not hold" and not c3.loc["ours", "changed"]
+    assert c3.loc["against the base", "verdict"] == "holds" and c3.loc["against the base", "changed"]
+    eff = claims_tables.protocol_effects(runs).set_index("effect")
+    extra = eff.loc["extra training (control - base)"]
+    assert (extra["estimate"], extra["ci_low"], extra["ci_high"], extra["n"]) == pytest.approx((2.0, 2.0, 2.0, 4))
+    sel = eff.loc["test selection (max test - test at best val)"]
+    # per seed: 15 thawed children +3 points, 15 frozen, the base and the control +0 (32 networks)
+    assert sel["estimate"] == pytest.approx(45 / 32) and sel["n"] == 4
+    text = claims_chapter.protocol_text(sens, claims_tables.protocol_effects(runs))
+    assert "cifar10 +2.00 pt [+2.00, +2.00] (n = 4 seeds)" in text
+    assert "C3 on cifar10 becomes *holds* with the base as the reference (ours: *does not hold*" in text
+
+
+def test_base_fit_and_setting_text_by_hand():
+    runs = pd.DataFrame({"dataset": ["cifar10", "cifar10", "stanford_dogs"], "seed": [0, 1, 0], "block": [0, 0, 0],
+                         "name": ["base"] * 3, "key": ["a", "b", "c"], "best_epoch": [2, 1, 1],
+                         "width": [0.125] * 3, "resolution": [32, 32, 64], "lr": [0.05] * 3})
+    metrics = pd.DataFrame({"dataset": ["cifar10"] * 3 + ["stanford_dogs"], "seed": [0, 0, 1, 0],
+                            "key": ["a", "a", "b", "c"], "epoch": [1, 2, 1, 1],
+                            "train_acc": [0.5, 0.9, 0.8, 0.08], "test_acc": [0.5, 0.8, 0.76, 0.07]})
+    fit = claims_tables.base_fit(runs, metrics).set_index("dataset")
+    assert fit.loc["cifar10", "train_acc"] == pytest.approx(85.0) and fit.loc["cifar10", "gap"] == pytest.approx(7.0)
+    by_hand_ci = by_hand([10.0, 4.0])[4]
+    assert (fit.loc["cifar10", "ci_low"], fit.loc["cifar10", "ci_high"]) == pytest.approx(by_hand_ci)
+    assert fit.loc["stanford_dogs", "n"] == 1 and np.isnan(fit.loc["stanford_dogs", "ci_low"])
+    text = claims_chapter.setting_text(runs, fit.reset_index())
+    assert "cifar10 +7.0 [" in text and "stanford_dogs +1.0 (train 8.0%)" in text
+    assert "2x2 maps at 32 px and 4x4 maps at 64 px (the paper's 14x14)" in text
+    assert "Our bases reach 7.0% on the test set and 8.0% on their own training images" in text
+    assert "SGD from lr 0.05" in text
+    assert claims_tables.base_fit(runs.drop(columns="best_epoch"), metrics).empty

@@ -109,17 +109,19 @@ _RULES = {"C1": ("equiv", "all", "margin"), "C2": ("greater", "all", "much"),
 
 # ----------------------------------------------------------------------------- inputs
 
-def measures(runs) -> dict:
+def measures(runs, measure: str = "validation") -> dict:
     """The columns read as accuracy and as convergence, with a sentence for each.
 
     Format 2 results are selected on a validation split (``test_acc_at_best_val``,
     ``epochs_to_99pct_val``); format 1 results only have the paper's test-selected
-    measures (``max_test_acc``, ``epochs_to_99pct``).
+    measures (``max_test_acc``, ``epochs_to_99pct``), which ``measure="paper"`` reads
+    from format 2 too.
     """
     def has(c):
         return c in runs.columns and runs[c].notna().any()
-    acc = "test_acc_at_best_val" if has("test_acc_at_best_val") else "max_test_acc"
-    conv = "epochs_to_99pct_val" if has("epochs_to_99pct_val") else "epochs_to_99pct"
+    paper = measure == "paper"
+    acc = "test_acc_at_best_val" if has("test_acc_at_best_val") and not paper else "max_test_acc"
+    conv = "epochs_to_99pct_val" if has("epochs_to_99pct_val") and not paper else "epochs_to_99pct"
     return {
         "accuracy": acc, "convergence": conv,
         "accuracy_text": ("test accuracy at the epoch of best validation accuracy (test_acc_at_best_val)"
@@ -133,7 +135,11 @@ def measures(runs) -> dict:
     }
 
 
-def _validate(runs, alpha, margin, much, epoch_margin):
+MEASURES = ("validation", "paper")
+REFERENCES = ("control", "base")
+
+
+def _validate(runs, alpha, margin, much, epoch_margin, measure="validation", reference="control"):
     """All that is wrong with the input, as one ValueError."""
     from numbers import Real
 
@@ -145,6 +151,10 @@ def _validate(runs, alpha, margin, much, epoch_margin):
             problems.append(f"{name} must be a positive number of points (epochs for epoch_margin), got {v!r}")
     if not (number(alpha) and 0 < alpha < 1):
         problems.append(f"alpha must be in (0, 1), got {alpha!r}")
+    if measure not in MEASURES:
+        problems.append(f"measure must be one of {', '.join(MEASURES)}, got {measure!r}")
+    if reference not in REFERENCES:
+        problems.append(f"reference must be one of {', '.join(REFERENCES)}, got {reference!r}")
     cols = set(getattr(runs, "columns", []))
     if "seed" not in cols or runs["seed"].isna().all():
         problems.append("the runs table has no seeds (column 'seed'): seeds pair the networks and are "
@@ -158,12 +168,12 @@ def _validate(runs, alpha, margin, much, epoch_margin):
         raise ValueError("check_claims: " + "; ".join(problems))
 
 
-def _tidy(runs, collapse: float = COLLAPSE, count_hint: bool = True):
+def _tidy(runs, collapse: float = COLLAPSE, count_hint: bool = True, measure: str = "validation"):
     """One row per network: dataset, seed, role (base | control | child), block, init, regime,
     acc (points), conv (epochs, STN's hint epochs included unless ``count_hint`` is False),
     collapsed, capped."""
     import numpy as np
-    m = measures(runs)
+    m = measures(runs, measure)
     t = runs[runs["seed"].notna()].reset_index(drop=True)
     block = t["block"].astype(int)
     name = t["name"].astype(str) if "name" in t else None
@@ -358,7 +368,8 @@ class ClaimsReport:
 
 def check_claims(runs, alpha: float = 0.05, margin: float = MARGIN, much: float = MUCH,
                  epoch_margin: float = EPOCH_MARGIN, collapse: float = COLLAPSE,
-                 keep_capped: bool = False, count_hint: bool = True) -> ClaimsReport:
+                 keep_capped: bool = False, count_hint: bool = True, measure: str = "validation",
+                 reference: str = "control") -> ClaimsReport:
     """Test the paper's claims C1, C2, C3, C4a, C4b on a runs table, per data set and regime.
 
     Args:
@@ -374,12 +385,19 @@ def check_claims(runs, alpha: float = 0.05, margin: float = MARGIN, much: float 
             question). Default False: left out, the conservative reading.
         count_hint: add the hint epochs STN trained to its epochs to 99% in C4a (default: they
             are training epochs the other initialisers do not get).
+        measure: "validation" (default: test accuracy at the best validation epoch, epochs to
+            99% of the best validation accuracy) or "paper" (the paper's test-selected maximum
+            test accuracy and epochs to 99% of it), to see what the paper's measure does.
+        reference: what C3 and C4b compare a child with: "control" (default: the continued
+            base, trained as long as the children) or "base" (the paper's comparison, the
+            base as it was before the children's extra training).
 
     Returns:
         a :class:`ClaimsReport`.
 
     Raises:
-        ValueError: margin, much or epoch_margin <= 0, alpha outside (0, 1), no seeds, or no accuracy.
+        ValueError: margin, much or epoch_margin <= 0, alpha outside (0, 1), an unknown measure or
+            reference, no seeds, or no accuracy.
 
     Example:
         >>> rep = check_claims(report.load("cpu").runs, margin=1.0)     # doctest: +SKIP
@@ -387,13 +405,16 @@ def check_claims(runs, alpha: float = 0.05, margin: float = MARGIN, much: float 
         'not testable at this n'
     """
     import pandas as pd
-    _validate(runs, alpha, margin, much, epoch_margin)
+    _validate(runs, alpha, margin, much, epoch_margin, measure, reference)
     params = {"alpha": alpha, "margin": margin, "much": much, "epoch_margin": epoch_margin,
-              "collapse": collapse, "keep_capped": keep_capped, "count_hint": count_hint}
-    meas = measures(runs)
-    t = _tidy(runs, collapse, count_hint)
+              "collapse": collapse, "keep_capped": keep_capped, "count_hint": count_hint,
+              "measure": measure, "reference": reference}
+    meas = measures(runs, measure)
+    t = _tidy(runs, collapse, count_hint, measure)
     if keep_capped:
         t = t.assign(capped=False)
+    if reference == "base":    # the base takes the control's place in C3 and C4b
+        t = t[t["role"] != "control"].assign(role=lambda x: x["role"].replace({"base": "control"}))
     level = alpha / 2
     thresholds = {"margin": margin, "much": much, "epoch_margin": -epoch_margin}
     contrasts, verdicts = [], []

@@ -14,7 +14,7 @@ from __future__ import annotations
 from .claims import _RULES, CLAIMS, MARGIN, ClaimsReport, check_claims
 
 __all__ = ["explain", "summary_markdown", "noise_glue", "c4a_sensitivity_text", "claims_by_model", "model_verdict_text", "not_run_text",
-           "plot_claim", "plot_cka"]
+           "protocol_text", "setting_text", "plot_claim", "plot_cka"]
 
 
 def explain(rep: ClaimsReport, claim: str, dataset: str) -> str:
@@ -154,6 +154,111 @@ def not_run_text(model: str, profile: str, dataset: str, width: float) -> str:
     return (f"**Not run yet**: no {model} runs are stored for the {profile} profile and {dataset}. Run "
             f"`python -m triage grid --profile {profile} --dataset {dataset} --seeds 0 1 2 --set model={model} "
             f"width={width} --regimes thawed --no-notebooks` (after the campaign), then rebuild the book.")
+
+
+def protocol_text(sensitivity, effects) -> str:
+    """What the paper's protocol would do to our verdicts, in words, from
+    :func:`triage.claims_tables.protocol_sensitivity` and :func:`~triage.claims_tables.protocol_effects`."""
+    def ci(r, unit="pt"):
+        if r["estimate"] != r["estimate"]:
+            return "no estimate"
+        if r["ci_low"] != r["ci_low"]:
+            return f"{r['estimate']:+.2f} {unit} (n = {int(r['n'])}: no interval)"
+        return f"{r['estimate']:+.2f} {unit} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] (n = {int(r['n'])} seeds)"
+    parts = []
+    e = effects[effects["n"] >= 1] if len(effects) else effects
+    extra = e[e["effect"].str.startswith("extra")]
+    sel = e[e["effect"].str.startswith("test selection")]
+    if len(extra):
+        parts.append("**Extra training.** The continued-base control minus the base: "
+                     + "; ".join(f"{r['dataset']} {ci(r)}" for _, r in extra.iterrows())
+                     + ". This is what a child's extra epochs are worth without any compression; the paper's "
+                     "comparison with the base credits it to the compressed network (C3, C4b).")
+    if len(sel):
+        parts.append("**Test selection.** The paper's measure (the best test accuracy over epochs) minus ours "
+                     "(the test accuracy at the best validation epoch), mean over a seed's networks: "
+                     + "; ".join(f"{r['dataset']} {ci(r)}" for _, r in sel.iterrows())
+                     + ". What it does to the claims is the *paper's measure* column of the table below.")
+    if len(sensitivity):
+        ours = sensitivity[sensitivity["protocol"] == "ours"].set_index(["dataset", "claim"])
+        moved = []
+        for _, r in sensitivity[sensitivity["protocol"] != "ours"].iterrows():
+            o = ours.loc[(r["dataset"], r["claim"])]
+            if r["changed"]:
+                how = {"paper's measure": "the paper's measure", "against the base": "the base as the reference",
+                       "paper's protocol": "both (the paper's protocol)"}.get(r["protocol"], r["protocol"])
+                moved.append(f"{r['claim']} on {r['dataset']} becomes *{r['verdict']}* with {how} "
+                             f"(ours: *{o['verdict']}*; {ci(r)} against {ci(o)})")
+        big = sensitivity[(sensitivity["protocol"] == "paper's protocol") & sensitivity["estimate"].notna()]
+        shifts = []
+        for _, r in big.iterrows():
+            o = ours.loc[(r["dataset"], r["claim"])]
+            if o["estimate"] == o["estimate"] and abs(r["estimate"] - o["estimate"]) >= 0.5 and r["claim"] != "C4a":
+                shifts.append(f"{r['claim']} on {r['dataset']}: {o['estimate']:+.2f} with ours, "
+                              f"{r['estimate']:+.2f} with the paper's protocol")
+        if moved:
+            parts.append("**Verdicts that change.** " + "; ".join(moved) + ".")
+        else:
+            parts.append("**No verdict changes** with the paper's measure, its reference or both on these runs.")
+        if shifts:
+            parts.append("Deciding estimates that move by half a point or more: " + "; ".join(shifts) + ".")
+    return "\n\n".join(parts) if parts else "Nothing to compare: no format-2 results are stored."
+
+
+def setting_text(runs, fit) -> str:
+    """Markdown bullets on the setting differences that need training again to undo (width,
+    resolution, seeds, Stanford Dogs' crops, the schedule) and which way each pushes the verdicts.
+
+    Args:
+        runs: the runs table (width, resolution, dataset, seed).
+        fit: :func:`triage.claims_tables.base_fit`'s table (the bases' train-test gap).
+    """
+    def one(col, default):
+        v = runs[col].dropna() if col in runs else []
+        return v.mode().iloc[0] if len(v) else default
+    lines = []
+    widths = runs.groupby("dataset")["width"].first().dropna() if "width" in runs else None
+    if widths is not None and len(widths):
+        w = ", ".join(f"{d} {x:g}" for d, x in widths.items())
+        gaps = "; ".join(f"{r.dataset} {r.gap:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}] (train {r.train_acc:.1f}%)"
+                         if r.ci_low == r.ci_low else f"{r.dataset} {r.gap:+.1f} (train {r.train_acc:.1f}%)"
+                         for r in fit.itertuples()) if len(fit) else "not measured"
+        lines.append(
+            f"- **Width** (channel multiplier: {w}; the paper 1). A narrow network has little capacity to "
+            "spare, so losing all but one of a block's convs costs it more than it would cost the full network: "
+            "this pushes toward blocks that matter (against C1) and toward children below their base "
+            "(against C3). The paper explains C3 by its bases overfitting. Our bases' train minus test "
+            f"accuracy at their best epoch (points, 95% CI over seeds): {gaps}. Where the gap is near zero "
+            "the base does not overfit, and C3's mechanism has no room.")
+    pxs = sorted({int(x) for x in runs["resolution"].dropna()}) if "resolution" in runs else [32]
+
+    def maps(px, div):
+        return f"{max(px // div, 1)}x{max(px // div, 1)}"
+    lines.append(
+        f"- **Resolution** ({' and '.join(f'{p} px' for p in pxs)}; the paper 224 px). After four poolings "
+        "block 5 works on " + " and ".join(f"{maps(p, 16)} maps at {p} px" for p in pxs)
+        + f" (the paper's {maps(224, 16)}), block 4 on " + " and ".join(maps(p, 8) for p in pxs)
+        + f" ({maps(224, 8)}): our last blocks see little spatial context, so C1's pairs with blocks 4-5 "
+        "compare other layers than the paper's.")
+    lines.append(
+        "- **Seeds** (ours: every network on several seeds, the verdicts' unit of replication; the paper: "
+        "one network per cell). The unstable cells above show one recipe landing on very different "
+        "networks: one network per cell, as in the paper's Fig. 2, cannot tell a scheme's effect from a "
+        "seed's.")
+    dogs = fit[fit["dataset"] == "stanford_dogs"] if len(fit) else fit
+    if len(dogs):
+        d = dogs.iloc[0]
+        lines.append(
+            "- **Stanford Dogs** (64x64 crops of the dog boxes; the paper's full photographs at 224 px). "
+            f"Our bases reach {d.test_acc:.1f}% on the test set and {d.train_acc:.1f}% on their own "
+            "training images: they barely learn the task, so a Dogs verdict is about networks at the "
+            "edge of learning anything. The paper, too, finds that there \"no model is able to do well\".")
+    lr = one("lr", float("nan"))
+    lines.append(
+        f"- **Schedule** (SGD from lr {lr:g} with a plateau schedule and early stopping; the paper's "
+        "Table 1 rates). C4a counts epochs of our schedule: its sign (is STN faster?) carries over, its "
+        "size in epochs does not.")
+    return "\n".join(lines)
 
 
 _COLOURS = {"holds": "tab:green", "does not hold": "tab:red", "not testable at this n": "tab:gray",

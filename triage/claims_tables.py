@@ -1,5 +1,5 @@
 """Statistics shown beside the claims: seed-to-seed SD, unstable cells, an omnibus block test,
-Fig. 3's CKA.
+Fig. 3's CKA, and what the paper's protocol choices would do to the verdicts.
 
 Reason to change: which supporting tables the claims chapter shows and how they are
 estimated. They read the same tidy runs table as :mod:`triage.claims` (collapsed networks
@@ -15,9 +15,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .claims import _SHORT, COLLAPSE, _tidy
+from .claims import _SHORT, COLLAPSE, _tidy, check_claims
+from .contrasts import paired_contrast
 
-__all__ = ["seed_sd", "unstable_cells", "unstable_text", "device_spread_text", "block_effect", "cka_bases", "fig3_cka"]
+__all__ = ["seed_sd", "unstable_cells", "unstable_text", "device_spread_text", "block_effect", "cka_bases", "fig3_cka",
+           "PROTOCOLS", "protocol_sensitivity", "protocol_effects", "base_fit"]
+
+# Our protocol and the paper's two choices that can be put back on our runs: its accuracy
+# measure (the maximum test accuracy over epochs, selected on the test set itself) and its
+# reference for "exceeds the base" (the base, not the base trained as long as the children).
+PROTOCOLS = {"ours": ("validation", "control"), "paper's measure": ("paper", "control"),
+             "against the base": ("validation", "base"), "paper's protocol": ("paper", "base")}
 
 
 def seed_sd(runs, collapse: float = COLLAPSE):
@@ -212,3 +220,106 @@ def fig3_cka(runs, bases=None, block: int = 1, collapse: float = COLLAPSE):
     ds = {d: i for i, d in enumerate(dict.fromkeys(out["dataset"]))}
     return out.assign(_d=out["dataset"].map(ds), _s=key).sort_values(["_d", "_s"]).drop(
         columns=["_d", "_s"]).reset_index(drop=True)
+
+
+def protocol_sensitivity(runs, **kw):
+    """Every claim's verdict per data set under our protocol and under the paper's choices put
+    back, one at a time and both (:data:`PROTOCOLS`), on the same networks.
+
+    Args:
+        runs: a format-2 runs table (it has both measures and the control).
+        **kw: passed to :func:`triage.claims.check_claims` (margin, alpha, ...).
+
+    Returns:
+        DataFrame: dataset, claim, protocol, verdict, estimate, ci_low, ci_high, n, and
+        ``changed``: the verdict differs from ours and one of the two is decided (a move between
+        "not testable at this n" and "not testable: no control" is no change of verdict).
+    """
+    import pandas as pd
+    rows = []
+    for name, (measure, reference) in PROTOCOLS.items():
+        v = check_claims(runs, measure=measure, reference=reference, **kw).verdicts
+        for r in v[v["level"] == "data set"].itertuples():
+            rows.append({"dataset": r.dataset, "claim": r.claim, "protocol": name, "verdict": r.verdict,
+                         **{k: getattr(r, k, float("nan")) for k in ("estimate", "ci_low", "ci_high", "n")}})
+    out = pd.DataFrame(rows)
+    ours = out[out["protocol"] == "ours"].set_index(["dataset", "claim"])["verdict"]
+    def changed(d, c, v):
+        o = ours.get((d, c))
+        return v != o and not (v.startswith("not testable") and str(o).startswith("not testable"))
+    out["changed"] = [changed(d, c, v) for d, c, v in zip(out["dataset"], out["claim"], out["verdict"])]
+    return out
+
+
+def protocol_effects(runs, alpha: float = 0.05, collapse: float = COLLAPSE):
+    """The two protocol differences measured directly, per data set, with 95% t intervals over seeds.
+
+    * ``extra training``: the continued-base control minus the base, per seed (points): what a
+      child's extra epochs alone are worth, which the paper's comparison with the base credits
+      to compression;
+    * ``test selection``: per seed, the mean over its networks of the maximum test accuracy minus
+      the test accuracy at the best validation epoch (points): how much the paper's measure,
+      selected on the test set, flatters every network.
+
+    Returns:
+        DataFrame: dataset, effect, estimate, ci_low, ci_high, n (seeds).
+    """
+    import numpy as np
+    import pandas as pd
+    rows = []
+    t = runs[runs["seed"].notna()]
+    majority = t["majority_frac"] if "majority_frac" in t else pd.Series(0.0, index=t.index)
+    t = t[~(majority >= collapse)]
+    for dataset, part in t.groupby("dataset", sort=False):
+        name = part["name"].astype(str) if "name" in part else pd.Series("", index=part.index)
+        acc = part.assign(acc=100 * part["test_acc_at_best_val"]) if "test_acc_at_best_val" in part else None
+        if acc is not None:
+            base = acc[(acc["block"] == 0) & (name != "control")].groupby("seed")["acc"].mean()
+            control = acc[name == "control"].groupby("seed")["acc"].mean()
+            both = base.index.intersection(control.index)
+            r = paired_contrast(control[both].to_numpy(), base[both].to_numpy(), "greater", 0.0, alpha)
+            rows.append({"dataset": dataset, "effect": "extra training (control - base)", **_interval(r)})
+        if {"max_test_acc", "test_acc_at_best_val"} <= set(part.columns):
+            gap = (100 * (part["max_test_acc"] - part["test_acc_at_best_val"])).groupby(part["seed"]).mean().dropna()
+            r = paired_contrast(gap.to_numpy(), np.zeros(len(gap)), "greater", 0.0, alpha)
+            rows.append({"dataset": dataset, "effect": "test selection (max test - test at best val)",
+                         **_interval(r)})
+    return pd.DataFrame(rows, columns=["dataset", "effect", "estimate", "ci_low", "ci_high", "n"])
+
+
+def base_fit(runs, metrics, alpha: float = 0.05):
+    """How far each data set's bases fit their training set: train and test accuracy at the base's
+    best epoch and their gap (points), mean over seeds with a 95% t interval of the gap.
+
+    The paper explains children beating their base by the base overfitting; a base that does not
+    fit its training images (a gap near zero at low accuracy) leaves that mechanism no room. The
+    train accuracy is the one logged while training (flip augmentation on, BN in training mode),
+    a slight underestimate of the fit.
+
+    Args:
+        runs: the runs table (needs name, key, best_epoch).
+        metrics: the per-epoch table (``Results.metrics``: key, epoch, train_acc, test_acc).
+
+    Returns:
+        DataFrame: dataset, train_acc, test_acc, gap, ci_low, ci_high, n (seeds).
+    """
+    import numpy as np
+    import pandas as pd
+    cols = ["dataset", "train_acc", "test_acc", "gap", "ci_low", "ci_high", "n"]
+    need = {"name", "key", "best_epoch"}
+    if not need <= set(runs.columns) or metrics is None or not len(metrics):
+        return pd.DataFrame(columns=cols)
+    bases = runs[(runs["block"] == 0) & (runs["name"] == "base")][["dataset", "seed", "key", "best_epoch"]]
+    at = metrics.merge(bases, on=["dataset", "seed", "key"])
+    at = at[at["epoch"] == at["best_epoch"]]
+    rows = []
+    for dataset, g in at.groupby("dataset", sort=False):
+        tr, te = 100 * g["train_acc"].to_numpy(float), 100 * g["test_acc"].to_numpy(float)
+        r = paired_contrast(tr, te, "greater", 0.0, alpha)
+        rows.append({"dataset": dataset, "train_acc": float(np.mean(tr)), "test_acc": float(np.mean(te)),
+                     "gap": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n": r["n"]})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _interval(r: dict) -> dict:
+    return {k: r[k] for k in ("estimate", "ci_low", "ci_high", "n")}
