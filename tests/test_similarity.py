@@ -41,8 +41,32 @@ def test_block1_record_of_the_base_is_one(tmp_path):
     torch.manual_seed(0)
     base = vgg16_bn(10, in_channels=1, width=1 / 16)
     _, test, _ = get_loaders("mnist", test_per_class=5, train_per_class=1)
-    maps, cka = block1_record(base, base, test, n=50)
-    assert maps.shape == (4, 32, 32) and maps.dtype == np.float16 and cka == 1.0
+    maps, cka, dead = block1_record(base, base, test, n=50)
+    assert maps.shape == (4, 32, 32) and maps.dtype == np.float16 and cka == 1.0 and 0 <= dead <= 4
     other = vgg16_bn(10, in_channels=1, width=1 / 16)
-    _, cka2 = block1_record(other, base, test, n=50)
+    _, cka2, _ = block1_record(other, base, test, n=50)
     assert 0 < cka2 < 1
+    # kill two of block 1's four channels: a large negative BN shift makes their ReLU output 0
+    bn = base.block(1).bn2 if hasattr(base.block(1), "bn2") else [m for m in base.block(1).modules()
+                                                                      if isinstance(m, torch.nn.BatchNorm2d)][-1]
+    with torch.no_grad():
+        bn.bias[:] = 0.0
+        bn.weight[:] = 1.0
+        bn.bias[[0, 2]] = -1e6
+    _, _, dead = block1_record(base, base, test, n=50)
+    assert dead == 2
+    with torch.no_grad():
+        bn.weight[:] = 0.0
+        bn.bias[:] = 1.0     # every channel a constant 1: alive
+    assert block1_record(base, base, test, n=50)[2] == 0
+
+
+def test_dead_channels_by_hand():
+    from triage.similarity import dead_channels
+    a = torch.zeros(3, 4, 2, 2)
+    a[2, 0, 1, 1] = 1e-3          # channel 0: positive once, on one image: alive
+    a[:, 1] = 0.5                 # channel 1: alive everywhere
+    a[1, 3, 0, 0] = -2.0          # channel 3: only negative values (not post-ReLU, still dead)
+    assert dead_channels(a) == 2  # channels 2 and 3
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        dead_channels(torch.zeros(4, 2, 2))

@@ -18,7 +18,7 @@ from pathlib import Path
 from .claims import _SHORT, COLLAPSE, _tidy, check_claims
 from .contrasts import paired_contrast
 
-__all__ = ["seed_sd", "unstable_cells", "unstable_text", "device_spread_text", "block_effect", "cka_bases", "fig3_cka",
+__all__ = ["seed_sd", "unstable_cells", "unstable_text", "dead_channel_text", "device_spread_text", "block_effect", "cka_bases", "fig3_cka",
            "PROTOCOLS", "protocol_sensitivity", "protocol_effects", "base_fit"]
 
 # Our protocol and the paper's two choices that can be put back on our runs: its accuracy
@@ -71,14 +71,18 @@ def unstable_cells(runs, spread: float = 10.0, collapse: float = COLLAPSE):
     ``collapse``) are listed by :func:`triage.claims.collapsed_networks` and kept out here too.
 
     Returns:
-        DataFrame: dataset, scheme (e.g. ``b1 FM-MW``), seeds, low, high, range (points) and
+        DataFrame: dataset, scheme (e.g. ``b1 FM-MW``), seeds, low, high, range (points),
         max_majority (the largest share of test images given to one class by a network of the
-        cell; NaN without ``majority_frac``), widest first.
+        cell; NaN without ``majority_frac``) and per_seed: each seed's accuracy and, where
+        recorded, its dead block-1 channels (``dead_block1``), widest first.
     """
     import numpy as np
     import pandas as pd
-    cols = ["dataset", "scheme", "seeds", "low", "high", "range", "max_majority"]
+    cols = ["dataset", "scheme", "seeds", "low", "high", "range", "max_majority", "per_seed"]
     t = _tidy(runs, collapse)
+    dead = runs["dead_block1"] if "dead_block1" in runs else pd.Series(np.nan, index=runs.index)
+    dead_of = {(d, int(s), n): v for d, s, n, v in zip(runs["dataset"], runs["seed"].fillna(-1),
+                                                        runs.get("name", pd.Series("", index=runs.index)), dead)}
     t = t[(t["role"] == "child") & ~t["collapsed"].astype(bool)]
     rows = []
     for (dataset, block, init, regime), g in t.groupby(["dataset", "block", "init", "regime"], sort=False):
@@ -89,8 +93,17 @@ def unstable_cells(runs, spread: float = 10.0, collapse: float = COLLAPSE):
             rows.append({"dataset": dataset, "scheme": f"b{int(block)} {_SHORT[regime]}-{_SHORT[init]}",
                          "seeds": len(g), "low": lo, "high": hi, "range": hi - lo,
                          "max_majority": float(np.nanmax(g["majority_frac"])) if g["majority_frac"].notna().any()
-                         else float("nan")})
+                         else float("nan"),
+                         "per_seed": ", ".join(f"seed {int(r.seed)}: {r.acc:.1f}%" + _dead_note(dead_of, dataset, r, block)
+                                               for r in g.sort_values("seed").itertuples())})
     return pd.DataFrame(rows, columns=cols).sort_values("range", ascending=False, ignore_index=True)
+
+
+def _dead_note(dead_of: dict, dataset: str, r, block: int) -> str:
+    """" (k dead)" for a block-1 child whose dead block-1 channels are recorded: only there do they
+    belong to the compressed layer (a deeper child's block 1 is its base's, frozen or not)."""
+    v = dead_of.get((dataset, int(r.seed), r.name))
+    return f" ({int(v)} dead)" if int(block) == 1 and v is not None and v == v else ""
 
 
 def unstable_text(cells, spread: float = 10.0) -> str:
@@ -103,6 +116,47 @@ def unstable_text(cells, spread: float = 10.0) -> str:
         parts.append(f"{dataset}: {len(g)} cell(s), widest {w['scheme']} from {w['low']:.1f}% to "
                      f"{w['high']:.1f}% over {int(w['seeds'])} seeds")
     return (f"Cells whose accuracy spans more than {spread:g} points across seeds: " + "; ".join(parts) + ".")
+
+
+def dead_channel_text(runs, collapse: float = COLLAPSE) -> str:
+    """What the dead block-1 channels (``dead_block1``, :func:`triage.similarity.dead_channels`)
+    say about the block-1 children that barely trained: FM networks with at least a quarter of
+    their compressed block-1 channels dead against the others, and the most any TM network has,
+    per data set.
+
+    Under FM every layer after the compressed one is frozen, so block 2 cannot make up for the
+    channels block 1 lost; under TM it can. Networks without the column's value (trained before
+    it was recorded, with their weights elsewhere) are left out and counted.
+    """
+    import numpy as np
+    if "dead_block1" not in runs.columns or runs["dead_block1"].isna().all():
+        return "Dead block-1 channels are not recorded in these results."
+    t = _tidy(runs, collapse).assign(dead=runs.loc[runs["seed"].notna(), "dead_block1"].to_numpy()
+                                     if len(runs) == runs["seed"].notna().sum() else np.nan)
+    width = runs.groupby("dataset")["width"].first() if "width" in runs else None
+    parts = []
+    for dataset, g in t[t["role"] == "child"].groupby("dataset", sort=False):
+        g = g[g["block"] == 1]    # the compressed layer is block 1's only in block-1 children
+        known = g[g["dead"].notna()]
+        if known.empty:
+            continue
+        ch = int(round(64 * float(width[dataset]))) if width is not None and dataset in width else None
+        quarter = (ch / 4) if ch else 2
+        fm, tm = known[known["regime"] == "frozen"], known[known["regime"] == "thawed"]
+        many, few = fm[fm["dead"] >= quarter], fm[fm["dead"] < quarter]
+
+        def span(x):
+            return f"{x['acc'].min():.1f}-{x['acc'].max():.1f}%" if len(x) else "none"
+        text = (f"{dataset} ({ch} channels): {len(many)} FM block-1 network(s) with at least {quarter:g} dead "
+                f"reach {span(many)}, the {len(few)} other FM block-1 networks {span(few)}")
+        if len(tm):
+            text += f"; TM block-1 networks have at most {int(tm['dead'].max())} dead and reach {span(tm)}"
+        missing = len(g) - len(known)
+        parts.append(text + (f" ({missing} network(s) without the measure)" if missing else ""))
+    if not parts:
+        return "Dead block-1 channels are not recorded for any compressed network."
+    return ("**Dead block-1 channels** (zero on all 500 probe images, so their gradient is zero too and "
+            "training cannot revive them): " + "; ".join(parts) + ".")
 
 
 def device_spread_text(repeats) -> str:

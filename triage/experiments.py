@@ -353,8 +353,9 @@ def _finish_run(cfg: RunConfig, model: VGG, parent: VGG | None, rows: list[dict]
     })
     from .similarity import block1_record
     base_model = parent if parent is not None else model
-    maps, cka = block1_record(model, base_model, test_loader, device=device, amp_dtype=amp)
+    maps, cka, dead = block1_record(model, base_model, test_loader, device=device, amp_dtype=amp)
     summary["cka_block1"] = cka
+    summary["dead_block1"] = dead   # block-1 channels zero on all the CKA probe images
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     atomic_torch_save(run_dir / "weights.pt", state)
     _save_npz(run_dir / "block1.npz", maps=maps)

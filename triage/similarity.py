@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["block1_activations", "linear_cka", "block1_features", "block1_record",
+__all__ = ["block1_activations", "linear_cka", "dead_channels", "block1_features", "block1_record",
            "CKA_IMAGES", "FIG3_FILTERS"]
 
 CKA_IMAGES = 500     # the first 500 test images (index order) are the CKA probe set
@@ -84,6 +84,25 @@ def linear_cka(x, y) -> float:
     return float((k * l_).sum() / denom)
 
 
+def dead_channels(acts) -> int:
+    """Channels of post-ReLU activations ``acts`` (N, C, H, W) that are zero at every position of
+    every input: dead units, whose gradient is zero as well, so training cannot revive them.
+
+    Under FM only the compressed layer trains; a dead channel of a compressed block 1 takes its
+    share of block 2's input away for good, as block 2 is frozen (the campaign's unstable FM
+    block-1 cells are the networks with several dead block-1 channels).
+
+    Example:
+        >>> a = torch.zeros(2, 3, 4, 4); a[0, 1, 2, 2] = 0.5
+        >>> dead_channels(a)
+        2
+    """
+    a = torch.as_tensor(acts)
+    if a.dim() != 4:
+        raise ValueError(f"need activations of shape (N, C, H, W), got {tuple(a.shape)}")
+    return int((~(a > 0).flatten(2).any(2).any(0)).sum())
+
+
 def block1_features(model: nn.Module, loader, n: int = CKA_IMAGES, amp_dtype=None) -> torch.Tensor:
     """Block-1 activations of the first ``n`` images of ``loader`` (index order, no flips), fp32 CPU."""
     device = next(model.parameters()).device
@@ -94,17 +113,19 @@ def block1_features(model: nn.Module, loader, n: int = CKA_IMAGES, amp_dtype=Non
 
 
 def block1_record(model: nn.Module, base: nn.Module, loader, *, device=None, amp_dtype=None,
-                  n: int = CKA_IMAGES, filters: int = FIG3_FILTERS) -> tuple[np.ndarray, float]:
-    """What a finished run exports for Fig. 3: its block-1 maps on test image 0 and its CKA to the base.
+                  n: int = CKA_IMAGES, filters: int = FIG3_FILTERS) -> tuple[np.ndarray, float, int]:
+    """What a finished run exports for Fig. 3: its block-1 maps on test image 0, its CKA to the
+    base and its dead block-1 channels.
 
     Returns:
-        maps float16 (filters, H, W) of the first test image, and the linear CKA of the
-        block-1 output of ``model`` against ``base`` over the first ``n`` test images
-        (1.0 when ``model`` is the base).
+        maps float16 (filters, H, W) of the first test image, the linear CKA of the block-1
+        output of ``model`` against ``base`` over the first ``n`` test images (1.0 when
+        ``model`` is the base), and :func:`dead_channels` of ``model``'s block 1 on them.
     """
     mine = block1_features(model, loader, n, amp_dtype)
     maps = mine[0, :filters].numpy().astype(np.float16)
+    dead = dead_channels(mine)
     if base is model:
-        return maps, 1.0
+        return maps, 1.0, dead
     theirs = block1_features(base, loader, n, amp_dtype)
-    return maps, linear_cka(mine.flatten(1).numpy(), theirs.flatten(1).numpy())
+    return maps, linear_cka(mine.flatten(1).numpy(), theirs.flatten(1).numpy()), dead
