@@ -89,6 +89,18 @@ def test_headline_is_the_format_2_column_when_present(res, tmp_path):
     assert explorer_views.headline(_format2(res, tmp_path).runs) == "test_acc_at_best_val"
 
 
+def test_network_summary_lists_the_stored_facts(res, tmp_path):
+    f2 = _format2(res, tmp_path)
+    f2.runs["dead_block1"] = np.where(f2.runs["name"] == "b1-mean-frozen", 5, 0)
+    row = explorer_views.find_network(f2, "cifar10", 1, "mean", "frozen", 0)
+    out = explorer_views.network_summary(f2, row)
+    assert out["network"].startswith("cifar10 b1 FM-MW, seed 0 (FM-MW, key ")
+    assert out["dead block-1 channels"] == "5" and out["stopped"] == "converged"
+    base = f2.runs[(f2.runs["name"] == "base")].iloc[0]
+    assert out["vs its base"] == f"{100 * (row['test_acc_at_best_val'] - base['test_acc_at_best_val']):+.2f} points"
+    assert "vs its base" not in explorer_views.network_summary(f2, base)
+
+
 def test_config_of_a_stored_row_has_its_key(res):
     row = explorer_views.find_network(res, "cifar100", 2, "random", "frozen", 2)
     assert explorer_views._config(row).key() == row["key"]

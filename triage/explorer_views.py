@@ -133,6 +133,7 @@ def network_summary(results, row) -> dict:
                        ("epoch_of_max", "epoch of max test accuracy"), ("epochs_trained", "epochs trained"),
                        ("epochs", "epochs (cap)"), ("stop_reason", "stopped"),
                        ("cka_block1", "block-1 CKA with the base"),
+                       ("dead_block1", "dead block-1 channels"),
                        ("majority_frac", "share of the most-predicted class"),
                        ("train_seconds", "training seconds")):
         if col in row.index and _fmt(row[col]) != "-":
