@@ -677,3 +677,28 @@ def test_base_fit_and_setting_text_by_hand():
     assert "Our bases reach 7.0% on the test set and 8.0% on their own training images" in text
     assert "SGD from lr 0.05" in text
     assert claims_tables.base_fit(runs.drop(columns="best_epoch"), metrics).empty
+
+
+def test_child_lr_pairs_and_text_by_hand():
+    # FM block-1 children of two seeds at both starting lrs (CPU), one more only at lr0, and a
+    # "continue" child on another device, which is no pair
+    t = pd.DataFrame({
+        "dataset": ["cifar10"] * 8, "block": [1, 1, 1, 1, 1, 1, 1, 2],
+        "regime": ["frozen"] * 8, "seed": [1, 1, 2, 2, 1, 0, 0, 0],
+        "init": ["mean", "mean", "random", "random", "random", "stn", "stn", "random"],
+        "child_lr": ["initial", "continue", "initial", "continue", "initial", "initial", "continue", "continue"],
+        "device": ["cpu", "cpu", "cpu", "cpu", "cpu", "cpu", "cuda", "cpu"],
+        "test_acc_at_best_val": [0.25, 0.75, 0.35, 0.70, 0.26, 0.30, 0.72, 0.76],
+        "dead_block1": [5, 0, 4, 1, 3, 4, np.nan, 0]})
+    p = claims_tables.child_lr_pairs(t)
+    assert p[["seed", "init"]].values.tolist() == [[1, "mean"], [2, "random"]]
+    assert p["acc_initial"].tolist() == pytest.approx([25.0, 35.0]) and p["dead_continue"].tolist() == [0.0, 1.0]
+    text = claims_tables.child_lr_text(p)
+    d = by_hand([50.0, 35.0])
+    assert text == (f"cifar10, 2 network(s) of seed(s) 1, 2: 25.0-35.0% (4-5 dead) from lr0, 70.0-75.0% (0-1 dead) "
+                    f"from the base's final lr; continue - initial +42.5 points per seed, 95% CI "
+                    f"[{d[4][0]:+.1f}, {d[4][1]:+.1f}].")
+    one = claims_tables.child_lr_text(p[p["seed"] == 1])
+    assert "(5 dead) from lr0" in one and "(0 dead) from the base's" in one and "one seed: no interval" in one
+    assert claims_tables.child_lr_pairs(t.drop(columns="child_lr")).empty
+    assert claims_tables.child_lr_text(claims_tables.child_lr_pairs(None)) == "No child was trained at both starting lrs."

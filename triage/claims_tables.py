@@ -19,7 +19,7 @@ from .claims import _SHORT, COLLAPSE, _tidy, check_claims
 from .contrasts import paired_contrast
 
 __all__ = ["seed_sd", "unstable_cells", "unstable_text", "dead_channel_text", "device_spread_text", "block_effect", "cka_bases", "fig3_cka",
-           "PROTOCOLS", "protocol_sensitivity", "protocol_effects", "base_fit"]
+           "PROTOCOLS", "protocol_sensitivity", "protocol_effects", "base_fit", "child_lr_pairs", "child_lr_text"]
 
 # Our protocol and the paper's two choices that can be put back on our runs: its accuracy
 # measure (the maximum test accuracy over epochs, selected on the test set itself) and its
@@ -373,6 +373,64 @@ def base_fit(runs, metrics, alpha: float = 0.05):
         rows.append({"dataset": dataset, "train_acc": float(np.mean(tr)), "test_acc": float(np.mean(te)),
                      "gap": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n": r["n"]})
     return pd.DataFrame(rows, columns=cols)
+
+
+def child_lr_pairs(table, block: int = 1, regime: str = "frozen"):
+    """Children of one config and seed trained at both starting lrs (``child_lr`` "initial", the
+    campaign's, and "continue", the base's final lr), on the same device, side by side.
+
+    Args:
+        table: every exported run of a profile, the grid's and the others
+            (:func:`triage.grid.results_table` with ``exported=True``).
+        block, regime: which children (default: FM block 1, the unstable cells).
+
+    Returns:
+        DataFrame: dataset, seed, init, device, acc_initial, acc_continue (points), dead_initial,
+        dead_continue (dead block-1 channels; NaN where not recorded), one row per pair.
+    """
+    import numpy as np
+    import pandas as pd
+    cols = ["dataset", "seed", "init", "device", "acc_initial", "acc_continue", "dead_initial", "dead_continue"]
+    if table is None or not len(table) or "child_lr" not in table or "test_acc_at_best_val" not in table:
+        return pd.DataFrame(columns=cols)
+    t = table[(table["block"] == block) & (table["regime"] == regime)].copy()
+    t["device"] = t["device"].fillna("cpu") if "device" in t else "cpu"
+    t["dead"] = t["dead_block1"] if "dead_block1" in t else np.nan
+    rows = []
+    for (dataset, seed, init, device), g in t.groupby(["dataset", "seed", "init", "device"], sort=True):
+        a, b = g[g["child_lr"] == "initial"], g[g["child_lr"] == "continue"]
+        if len(a) and len(b):
+            rows.append({"dataset": dataset, "seed": int(seed), "init": init, "device": device,
+                         "acc_initial": 100 * float(a["test_acc_at_best_val"].iloc[0]),
+                         "acc_continue": 100 * float(b["test_acc_at_best_val"].iloc[0]),
+                         "dead_initial": float(a["dead"].iloc[0]), "dead_continue": float(b["dead"].iloc[0])})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def child_lr_text(pairs, alpha: float = 0.05) -> str:
+    """:func:`child_lr_pairs` in words: accuracies and dead channels at each lr, and the per-seed
+    mean difference (continue - initial) with its t interval."""
+    if pairs is None or pairs.empty:
+        return "No child was trained at both starting lrs."
+    parts = []
+    for dataset, g in pairs.groupby("dataset", sort=False):
+        per_seed = g.groupby("seed")[["acc_continue", "acc_initial"]].mean()
+        r = paired_contrast(per_seed["acc_continue"].to_numpy(), per_seed["acc_initial"].to_numpy(), "greater",
+                            0.0, alpha)
+        ci = (f", 95% CI [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" if r["ci_low"] == r["ci_low"] else
+              " (one seed: no interval)")
+
+        def dead(col):
+            d = g[col].dropna()
+            if not len(d):
+                return "dead channels not recorded"
+            return f"{int(d.min())} dead" if d.min() == d.max() else f"{int(d.min())}-{int(d.max())} dead"
+        parts.append(
+            f"{dataset}, {len(g)} network(s) of seed(s) {', '.join(str(s) for s in sorted(g['seed'].unique()))}: "
+            f"{g['acc_initial'].min():.1f}-{g['acc_initial'].max():.1f}% ({dead('dead_initial')}) from lr0, "
+            f"{g['acc_continue'].min():.1f}-{g['acc_continue'].max():.1f}% ({dead('dead_continue')}) from the "
+            f"base's final lr; continue - initial {r['estimate']:+.1f} points per seed{ci}")
+    return "; ".join(parts) + "."
 
 
 def _interval(r: dict) -> dict:
