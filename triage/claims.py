@@ -171,7 +171,7 @@ def _validate(runs, alpha, margin, much, epoch_margin, measure="validation", ref
 def _tidy(runs, collapse: float = COLLAPSE, count_hint: bool = True, measure: str = "validation"):
     """One row per network: dataset, seed, role (base | control | child), block, init, regime,
     acc (points), conv (epochs, STN's hint epochs included unless ``count_hint`` is False),
-    collapsed, capped."""
+    collapsed, capped, cka, dead (dead block-1 channels)."""
     import numpy as np
     m = measures(runs, measure)
     t = runs[runs["seed"].notna()].reset_index(drop=True)
@@ -203,6 +203,7 @@ def _tidy(runs, collapse: float = COLLAPSE, count_hint: bool = True, measure: st
         collapsed=(maj >= collapse) if "majority_frac" in t else False,
         capped=(t["stop_reason"] == "cap") if "stop_reason" in t else False,
         cka=t["cka_block1"] if "cka_block1" in t else np.nan,
+        dead=t["dead_block1"] if "dead_block1" in t else np.nan,
         name=name if name is not None else "", scheme=scheme)
     out["seed"] = out["seed"].astype(int)
     return out.dropna(subset=["acc"]).reset_index(drop=True)
@@ -335,7 +336,7 @@ class ClaimsReport:
         counts: one row per claim: in how many data sets it holds, fails, is not testable.
         collapsed: the collapsed networks (failures, left out of every estimate).
         measures: :func:`measures` of the table.
-        params: alpha, margin, much, epoch_margin.
+        params: alpha, margin, much, epoch_margin, collapse, keep_capped, count_hint, measure, reference.
     """
     verdicts: "pandas.DataFrame"
     contrasts: "pandas.DataFrame"

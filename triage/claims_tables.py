@@ -80,9 +80,6 @@ def unstable_cells(runs, spread: float = 10.0, collapse: float = COLLAPSE):
     import pandas as pd
     cols = ["dataset", "scheme", "seeds", "low", "high", "range", "max_majority", "per_seed"]
     t = _tidy(runs, collapse)
-    dead = runs["dead_block1"] if "dead_block1" in runs else pd.Series(np.nan, index=runs.index)
-    dead_of = {(d, int(s), n): v for d, s, n, v in zip(runs["dataset"], runs["seed"].fillna(-1),
-                                                        runs.get("name", pd.Series("", index=runs.index)), dead)}
     t = t[(t["role"] == "child") & ~t["collapsed"].astype(bool)]
     rows = []
     for (dataset, block, init, regime), g in t.groupby(["dataset", "block", "init", "regime"], sort=False):
@@ -94,16 +91,15 @@ def unstable_cells(runs, spread: float = 10.0, collapse: float = COLLAPSE):
                          "seeds": len(g), "low": lo, "high": hi, "range": hi - lo,
                          "max_majority": float(np.nanmax(g["majority_frac"])) if g["majority_frac"].notna().any()
                          else float("nan"),
-                         "per_seed": ", ".join(f"seed {int(r.seed)}: {r.acc:.1f}%" + _dead_note(dead_of, dataset, r, block)
+                         "per_seed": ", ".join(f"seed {int(r.seed)}: {r.acc:.1f}%" + _dead_note(r)
                                                for r in g.sort_values("seed").itertuples())})
     return pd.DataFrame(rows, columns=cols).sort_values("range", ascending=False, ignore_index=True)
 
 
-def _dead_note(dead_of: dict, dataset: str, r, block: int) -> str:
+def _dead_note(r) -> str:
     """" (k dead)" for a block-1 child whose dead block-1 channels are recorded: only there do they
-    belong to the compressed layer (a deeper child's block 1 is its base's, frozen or not)."""
-    v = dead_of.get((dataset, int(r.seed), r.name))
-    return f" ({int(v)} dead)" if int(block) == 1 and v is not None and v == v else ""
+    belong to the compressed layer (a deeper child's block 1 is its base's)."""
+    return f" ({int(r.dead)} dead)" if int(r.block) == 1 and r.dead == r.dead else ""
 
 
 def unstable_text(cells, spread: float = 10.0) -> str:
@@ -128,11 +124,9 @@ def dead_channel_text(runs, collapse: float = COLLAPSE) -> str:
     channels block 1 lost; under TM it can. Networks without the column's value (trained before
     it was recorded, with their weights elsewhere) are left out and counted.
     """
-    import numpy as np
     if "dead_block1" not in runs.columns or runs["dead_block1"].isna().all():
         return "Dead block-1 channels are not recorded in these results."
-    t = _tidy(runs, collapse).assign(dead=runs.loc[runs["seed"].notna(), "dead_block1"].to_numpy()
-                                     if len(runs) == runs["seed"].notna().sum() else np.nan)
+    t = _tidy(runs, collapse)
     width = runs.groupby("dataset")["width"].first() if "width" in runs else None
     parts = []
     for dataset, g in t[t["role"] == "child"].groupby("dataset", sort=False):
