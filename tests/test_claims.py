@@ -509,7 +509,7 @@ def test_unstable_cells_by_hand():
         np.where(runs["regime"] == "thawed", 1, 0)))
     runs.loc[(runs["block"] == 1) & (runs["init"] == "stn") & (runs["seed"] == 2), "dead_block1"] = np.nan
     c = claims_tables.unstable_cells(runs).iloc[0]
-    assert c["per_seed"] == "seed 0: 74.5% (0 dead), seed 1: 24.8% (5 dead), seed 2: 68.0% (0 dead)"
+    assert c["per_seed"] == "seed 0: 74.5% (0 of 8 dead), seed 1: 24.8% (5 of 8 dead), seed 2: 68.0% (0 of 8 dead)"
     text = claims_tables.dead_channel_text(runs)
     # block-1 children only: FM 9 networks (one without the measure), TM 8 with it
     assert ("cifar10 (8 channels): 1 FM block-1 network(s) with at least 2 dead reach 24.8-24.8%, the 7 other "
@@ -702,3 +702,64 @@ def test_child_lr_pairs_and_text_by_hand():
     assert "(5 dead) from lr0" in one and "(0 dead) from the base's" in one and "one seed: no interval" in one
     assert claims_tables.child_lr_pairs(t.drop(columns="child_lr")).empty
     assert claims_tables.child_lr_text(claims_tables.child_lr_pairs(None)) == "No child was trained at both starting lrs."
+
+
+def test_c2_by_block_by_hand():
+    """TM - FM is 20 points at block 1 and 0.5 at the other blocks, on 4 seeds with small noise:
+    block 1 reads "much worse", the rest "not much worse"; estimates and both intervals by hand."""
+    seeds = range(4)
+    e = noise(31, 0.3)
+
+    def acc(s, b, i, r):
+        gap = (20.0 if b == 1 else 0.5) if r == "thawed" else 0.0
+        return 70.0 + gap + (e[s, b, INITS.index(i), REGIMES.index(r)] if b else 0)
+    t = claims_tables.c2_by_block(make_runs(acc, seeds, control=lambda s: 70.0), much=5.0)
+    assert list(t["block"]) == [1, 2, 3, 4, 5] and (t["n"] == 4).all()
+    for b in (1, 3):
+        d = block_means(acc, seeds, b, "thawed") - block_means(acc, seeds, b, "frozen")
+        mean, _, se, df, (lo, hi) = by_hand(d)
+        r = t[t["block"] == b].iloc[0]
+        assert r["estimate"] == pytest.approx(mean) and (r["ci_low"], r["ci_high"]) == pytest.approx((lo, hi))
+        h = stats.t.ppf(1 - ALPHA / (2 * 5), df) * se           # Bonferroni over the 5 blocks
+        assert (r["sim_low"], r["sim_high"]) == pytest.approx((mean - h, mean + h))
+    assert list(t["reading"]) == ["much worse"] + ["not much worse"] * 4
+    text = claims_tables.c2_by_block_text(t, much=5.0)
+    assert "much worse at block 1;" in text and "not much worse at blocks 2, 3, 4, 5" in text
+    import matplotlib.pyplot as plt
+    axes = claims_chapter.plot_c2_by_block(t, much=5.0)
+    assert axes.size == 1 and len(axes.flat[0].get_yticklabels()) == 5
+    plt.close("all")
+    # one seed is no interval: undecided, and the text says there is nothing to break down
+    one = claims_tables.c2_by_block(make_runs(acc, [0]), much=5.0)
+    assert (one["reading"] == "undecided at this n").all()
+    assert claims_tables.c2_by_block_text(one).startswith("No data set has two seeds")
+
+
+def test_dead_by_block_and_unstable_cells_read_the_compressed_blocks_dead_channels():
+    """FM block-2 networks: seed 0 with 7 of 16 channels dead at 40%, the others with 1 at 75%.
+    A block-1 child without dead_compressed (recorded before it was) falls back to dead_block1."""
+    seeds = range(3)
+
+    def acc(s, b, i, r):
+        return 40.0 if (s, b, i, r) == (0, 2, "random", "frozen") else 75.0
+    runs = make_runs(acc, seeds, control=lambda s: 75.0)
+    runs["width"] = 1 / 8
+    child = runs["block"] > 0
+    runs["dead_block1"] = 0.0
+    runs["dead_compressed"] = np.where(child & (runs["block"] > 1), 1.0, np.nan)
+    runs["compressed_channels"] = np.where(child & (runs["block"] > 1), 64.0, np.nan)
+    runs.loc[child & (runs["block"] == 2), "compressed_channels"] = 16.0
+    hit = (runs["seed"] == 0) & (runs["name"] == "b2-random-frozen")
+    runs.loc[hit, "dead_compressed"] = 7.0
+    runs.loc[(runs["block"] == 1) & (runs["name"] == "b1-mean-frozen"), "dead_block1"] = 3.0
+    t = claims_tables.dead_by_block(runs).set_index(["block", "regime"])
+    b2 = t.loc[(2, "FM")]
+    assert (b2["channels"], b2["networks"], b2["dead_max"], b2["many"]) == (16, 9, 7, 1)
+    assert (b2["acc_many"], b2["acc_rest"]) == ("40.0-40.0", "75.0-75.0")
+    b1 = t.loc[(1, "FM")]                       # channels from the width: 64 / 8
+    assert (b1["channels"], b1["dead_max"], b1["many"]) == (8, 3, 3)
+    text = claims_tables.dead_by_block_text(claims_tables.dead_by_block(runs))
+    assert "block 2: 1 of 9 with at least 4 of 16 dead reach 40.0-40.0%, the others 75.0-75.0%" in text
+    cells = claims_tables.unstable_cells(runs)
+    assert list(cells["scheme"]) == ["b2 FM-RW"]
+    assert cells["per_seed"].iloc[0].startswith("seed 0: 40.0% (7 of 16 dead), seed 1: 75.0% (1 of 16 dead)")

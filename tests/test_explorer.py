@@ -99,6 +99,11 @@ def test_network_summary_lists_the_stored_facts(res, tmp_path):
     base = f2.runs[(f2.runs["name"] == "base")].iloc[0]
     assert out["vs its base"] == f"{100 * (row['test_acc_at_best_val'] - base['test_acc_at_best_val']):+.2f} points"
     assert "vs its base" not in explorer_views.network_summary(f2, base)
+    assert not any(k.startswith("dead channels of the compressed") for k in out)   # not recorded here
+    f2.runs["dead_compressed"] = np.where(f2.runs["block"] == 3, 6.0, np.nan)
+    f2.runs["compressed_channels"] = np.where(f2.runs["block"] == 3, 32.0, np.nan)
+    b3 = explorer_views.find_network(f2, "cifar10", 3, "random", "frozen", 0)
+    assert explorer_views.network_summary(f2, b3)["dead channels of the compressed block 3"] == "6 of 32"
 
 
 def test_config_of_a_stored_row_has_its_key(res):

@@ -344,7 +344,9 @@ def test_cli_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, message):
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-def test_cli_unreachable_scheduler_fails_fast(capsys, tmp_path):
+def test_cli_unreachable_scheduler_fails_fast(capsys, tmp_path, tmp_path_factory, monkeypatch):
+    # an empty results root: smoke runs exported in the checkout (README's first command) are not asked about
+    monkeypatch.setenv("TRIAGE_RESULTS", str(tmp_path_factory.mktemp("results")))
     t0 = time.perf_counter()
     err = _one_line_error(capsys, ["grid", "--dataset", "mnist", "--out", str(tmp_path), "--executor", "dask",
                                    "--scheduler", "tcp://127.0.0.1:9", "--scheduler-timeout", "2"])
@@ -353,8 +355,9 @@ def test_cli_unreachable_scheduler_fails_fast(capsys, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_cli_slurm_without_submitit_is_a_clear_error(capsys, tmp_path, monkeypatch):
+def test_cli_slurm_without_submitit_is_a_clear_error(capsys, tmp_path, tmp_path_factory, monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)  # as if not installed (import raises)
+    monkeypatch.setenv("TRIAGE_RESULTS", str(tmp_path_factory.mktemp("results")))
     err = _one_line_error(capsys, ["grid", "--dataset", "mnist", "--out", str(tmp_path), "--executor", "slurm"])
     assert "needs submitit" in err
 

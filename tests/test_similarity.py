@@ -70,3 +70,46 @@ def test_dead_channels_by_hand():
     assert dead_channels(a) == 2  # channels 2 and 3
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         dead_channels(torch.zeros(4, 2, 2))
+
+
+def test_block_activations_of_a_later_block_by_hand():
+    """Block 3's output is block 3 applied to blocks 1-2's output, its pool left out (VGG), and a
+    ResNet stage's output after its prefix; block 1 is what block1_activations gives."""
+    from triage.models import vgg16_bn
+    from triage.resnet import resnet8
+    from triage.similarity import block_activations
+    from triage.surgery import compress_block
+    torch.manual_seed(0)
+    m = compress_block(vgg16_bn(10, width=1 / 8), 3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        h = m.block(2)(m.block(1)(x))
+        b3 = m.block(3)
+        pool = [i for i, mod in enumerate(b3) if isinstance(mod, torch.nn.MaxPool2d)][-1]
+        expected = b3[:pool](h)                       # the ReLU after the single compressed conv
+    got = block_activations(m, x, 3)
+    assert got.shape == (2, 32, 8, 8)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(block_activations(m, x, 1), block1_activations(m, x))
+    r = resnet8(10, width=0.5).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(block_activations(r, x, 2), r.block(2)(r.prefix(2)(x)))
+    with pytest.raises(ValueError, match="block must be in 1..5"):
+        block_activations(m, x, 6)
+
+
+def test_dead_compressed_counts_the_compressed_blocks_channels():
+    """Two of a compressed block 2's eight channels pushed below zero by their BN shift: 2 of 8 dead."""
+    from triage.loaders import get_loaders
+    from triage.models import vgg16_bn
+    from triage.similarity import dead_compressed
+    from triage.surgery import compress_block
+    torch.manual_seed(0)
+    child = compress_block(vgg16_bn(10, in_channels=1, width=1 / 16), 2)
+    _, test, _ = get_loaders("mnist", test_per_class=5, train_per_class=1)
+    bn = [m for m in child.block(2).modules() if isinstance(m, torch.nn.BatchNorm2d)][-1]
+    with torch.no_grad():
+        bn.weight[:] = 0.0
+        bn.bias[:] = 1.0          # every channel a constant 1: alive
+        bn.bias[[1, 5]] = -1.0    # these two a constant -1 before the ReLU: dead
+    assert dead_compressed(child, 2, test, n=50) == (2, 8)

@@ -53,31 +53,42 @@ def test_longest_first_queues_tm_children_and_control_before_fm():
         assert n_long == sum(c.regime == "thawed" or c.control for c in cfgs if c.seed == seed)
 
 
-def test_backfill_dead_block1_matches_what_a_run_records(tmp_path, triage_cache):
-    """Runs trained before ``dead_block1`` was recorded get the same value from their weights."""
+def test_backfill_dead_channels_matches_what_a_run_records(tmp_path, triage_cache):
+    """Runs trained before the dead-channel counts were recorded get the same values from their weights."""
     import triage
     from triage.config import make_config
     from triage.store import RunStore
     env = {**os.environ, "TRIAGE_RUNS": str(tmp_path / "runs"), "TRIAGE_RESULTS": str(tmp_path / "results"),
            "PYTHONPATH": str(REPO)}
-    cfg = make_config("mnist", 1, "mean", "frozen", profile="smoke", train_per_class=10, test_per_class=10,
+    cfg = make_config("mnist", 2, "mean", "frozen", profile="smoke", train_per_class=10, test_per_class=10,
                       epochs=1, width=0.0625)
     store = RunStore(tmp_path / "runs", results=tmp_path / "results" / "triage")
     triage.run(cfg, store, progress=False, log=lambda m: None)
     exported = sorted((tmp_path / "results" / "triage" / "smoke" / "runs" / "mnist").glob("*/summary.json"))
     assert len(exported) == 2                     # the base and the child
-    recorded = {p.parent.name: json.loads(p.read_text())["dead_block1"] for p in exported}
+    keys = ("dead_block1", "dead_compressed", "compressed_channels")
+    recorded = {p.parent.name: {k: json.loads(p.read_text()).get(k) for k in keys} for p in exported}
+    child = next(n for n in recorded if n.startswith("b2-"))
+    assert recorded[child]["compressed_channels"] == 8 and recorded[child]["dead_compressed"] is not None
+    base = next(n for n in recorded if n != child)
+    assert recorded[base]["dead_compressed"] is None and recorded[base]["dead_block1"] is not None   # a base has no compressed block
     for p in exported + sorted((tmp_path / "runs" / "smoke" / "mnist").glob("*/summary.json")):
         s = json.loads(p.read_text())
-        del s["dead_block1"]                      # as a run of git 7e8fdce or older
+        for k in keys:                            # as a run of git 7e8fdce or older
+            s.pop(k, None)
         p.write_text(json.dumps(s))
-    out = subprocess.run([sys.executable, "tools/backfill_dead_block1.py", "--profile", "smoke",
+    out = subprocess.run([sys.executable, "tools/backfill_dead_channels.py", "--profile", "smoke",
                           "--runs", str(tmp_path / "runs")], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "2 run(s) updated; 0 without weights here" in out.stderr
     for p in exported:
         s = json.loads(p.read_text())
-        assert s["dead_block1"] == recorded[p.parent.name] and s["dead_block1_by"].startswith("tools/")
-    local = next((tmp_path / "runs" / "smoke" / "mnist").glob("b1-*/summary.json"))
-    assert json.loads(local.read_text())["dead_block1"] == recorded[local.parent.name]
+        assert {k: s.get(k) for k in keys} == recorded[p.parent.name] and s["dead_block1_by"].startswith("tools/")
+    local = next((tmp_path / "runs" / "smoke" / "mnist").glob("b2-*/summary.json"))
+    assert {k: json.loads(local.read_text())[k] for k in keys} == recorded[local.parent.name]
+    # a second pass finds nothing left to do
+    again = subprocess.run([sys.executable, "tools/backfill_dead_channels.py", "--profile", "smoke",
+                            "--runs", str(tmp_path / "runs")], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0 and "0 run(s) updated" in again.stderr

@@ -171,8 +171,10 @@ def _validate(runs, alpha, margin, much, epoch_margin, measure="validation", ref
 def _tidy(runs, collapse: float = COLLAPSE, count_hint: bool = True, measure: str = "validation"):
     """One row per network: dataset, seed, role (base | control | child), block, init, regime,
     acc (points), conv (epochs, STN's hint epochs included unless ``count_hint`` is False),
-    collapsed, capped, cka, dead (dead block-1 channels)."""
+    collapsed, capped, cka, dead (dead block-1 channels), dead_c and channels (a child's dead
+    channels at its compressed block's output, and that block's width)."""
     import numpy as np
+    import pandas as pd
     m = measures(runs, measure)
     t = runs[runs["seed"].notna()].reset_index(drop=True)
     block = t["block"].astype(int)
@@ -197,6 +199,17 @@ def _tidy(runs, collapse: float = COLLAPSE, count_hint: bool = True, measure: st
     if scheme is None:
         scheme = np.where(block > 0, [f"{_SHORT.get(r, r)}-{_SHORT.get(i, i)}" for i, r in zip(init, regime)],
                           np.where(role == "control", "Control", "Base"))
+    # the compressed block's own dead channels and width; a block-1 child's are its dead_block1
+    # (recorded before dead_compressed was), of the VGG's 64 * width channels
+    nan = pd.Series(np.nan, index=t.index)
+    dead_c = t["dead_compressed"] if "dead_compressed" in t else nan
+    channels = t["compressed_channels"] if "compressed_channels" in t else nan
+    if "dead_block1" in t:
+        first = (block == 1) & dead_c.isna()
+        dead_c = dead_c.where(~first, t["dead_block1"])
+        vgg = t["model"].fillna("vgg16_bn") == "vgg16_bn" if "model" in t else True
+        if "width" in t:
+            channels = channels.where(~(first & vgg & channels.isna()), (64 * t["width"]).round())
     out = t[["dataset", "seed"]].assign(
         role=role, block=block, init=init, regime=regime, acc=100 * t[m["accuracy"]].astype(float),
         conv=conv, hint=hint, peaked_last=peaked, majority_frac=maj,
@@ -204,6 +217,7 @@ def _tidy(runs, collapse: float = COLLAPSE, count_hint: bool = True, measure: st
         capped=(t["stop_reason"] == "cap") if "stop_reason" in t else False,
         cka=t["cka_block1"] if "cka_block1" in t else np.nan,
         dead=t["dead_block1"] if "dead_block1" in t else np.nan,
+        dead_c=dead_c, channels=channels,
         name=name if name is not None else "", scheme=scheme)
     out["seed"] = out["seed"].astype(int)
     return out.dropna(subset=["acc"]).reset_index(drop=True)

@@ -11,10 +11,10 @@ Example:
 """
 from __future__ import annotations
 
-from .claims import _RULES, CLAIMS, MARGIN, ClaimsReport, check_claims
+from .claims import _RULES, CLAIMS, MARGIN, MUCH, ClaimsReport, check_claims
 
 __all__ = ["explain", "summary_markdown", "noise_glue", "c4a_sensitivity_text", "claims_by_model", "model_verdict_text", "not_run_text",
-           "protocol_text", "setting_text", "plot_claim", "plot_cka"]
+           "protocol_text", "setting_text", "plot_claim", "plot_c2_by_block", "plot_cka"]
 
 
 def explain(rep: ClaimsReport, claim: str, dataset: str) -> str:
@@ -340,6 +340,41 @@ def _forest(ax, d, labels, colours, claim, params):
     ax.set_xlabel(("STN - RW/MW, epochs to 99%" if claim == "C4a" else "difference, accuracy points")
                   + " (95% CI)", fontsize=8)
     ax.legend(fontsize=7, loc="best")
+
+
+def plot_c2_by_block(table, much: float = MUCH, title: str = ""):
+    """Forest plot of :func:`triage.claims_tables.c2_by_block`: TM - FM per block, one panel per
+    data set, the 95% CI (thick) inside the simultaneous interval the reading uses (thin).
+
+    Returns:
+        the array of Axes.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+    t = table[table["n"] >= 2] if table is not None and len(table) else table
+    title = title or "TM - FM by block"
+    if t is None or t.empty:
+        _, ax = plt.subplots(figsize=(7, 0.8))
+        ax.set_axis_off()
+        ax.set_title(title + ": no data set has two complete seeds", fontsize=10)
+        return np.array([ax])
+    groups = list(t.groupby("dataset", sort=False))
+    fig, axes = plt.subplots(1, len(groups), squeeze=False, constrained_layout=True,
+                             figsize=(4.2 * len(groups), 0.9 + 0.35 * t.groupby("dataset").size().max()))
+    colours = {"much worse": "tab:red", "not much worse": "tab:blue", "undecided at this n": "tab:gray"}
+    for ax, (dataset, g) in zip(axes.flat, groups):
+        y = -g["block"].to_numpy()
+        ax.hlines(y, g["sim_low"], g["sim_high"], colors=[colours[r] for r in g["reading"]], lw=1)
+        ax.hlines(y, g["ci_low"], g["ci_high"], colors=[colours[r] for r in g["reading"]], lw=3)
+        ax.scatter(g["estimate"], y, c=[colours[r] for r in g["reading"]], zorder=3, s=20)
+        ax.axvline(much, ls="--", c="k", lw=1, label=f"much = {much:g}")
+        ax.axvline(0, c="gray", lw=0.6)
+        ax.set_yticks(y, [f"block {b}: {r}" for b, r in zip(g["block"], g["reading"])], fontsize=8)
+        ax.set_xlabel("TM - FM, accuracy points", fontsize=8)
+        ax.set_title(f"{dataset} (n = {int(g['n'].min())})", fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=10)
+    return axes
 
 
 def plot_cka(table, ax=None, title: str = ""):

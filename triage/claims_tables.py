@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .claims import _SHORT, COLLAPSE, _tidy, check_claims
-from .contrasts import paired_contrast
+from .claims import _INITS, _SHORT, COLLAPSE, MUCH, _cols, _matched, _tidy, _wide, check_claims
+from .contrasts import paired_contrast, simultaneous_ci
 
-__all__ = ["seed_sd", "unstable_cells", "unstable_text", "dead_channel_text", "device_spread_text", "block_effect", "cka_bases", "fig3_cka",
-           "PROTOCOLS", "protocol_sensitivity", "protocol_effects", "base_fit", "child_lr_pairs", "child_lr_text"]
+__all__ = ["seed_sd", "unstable_cells", "unstable_text", "dead_channel_text", "dead_by_block", "dead_by_block_text", "device_spread_text", "block_effect", "cka_bases", "fig3_cka",
+           "c2_by_block", "c2_by_block_text", "PROTOCOLS", "protocol_sensitivity", "protocol_effects", "base_fit", "child_lr_pairs", "child_lr_text"]
 
 # Our protocol and the paper's two choices that can be put back on our runs: its accuracy
 # measure (the maximum test accuracy over epochs, selected on the test set itself) and its
@@ -74,7 +74,7 @@ def unstable_cells(runs, spread: float = 10.0, collapse: float = COLLAPSE):
         DataFrame: dataset, scheme (e.g. ``b1 FM-MW``), seeds, low, high, range (points),
         max_majority (the largest share of test images given to one class by a network of the
         cell; NaN without ``majority_frac``) and per_seed: each seed's accuracy and, where
-        recorded, its dead block-1 channels (``dead_block1``), widest first.
+        recorded, the dead channels of its compressed block (``dead_compressed``), widest first.
     """
     import numpy as np
     import pandas as pd
@@ -97,9 +97,10 @@ def unstable_cells(runs, spread: float = 10.0, collapse: float = COLLAPSE):
 
 
 def _dead_note(r) -> str:
-    """" (k dead)" for a block-1 child whose dead block-1 channels are recorded: only there do they
-    belong to the compressed layer (a deeper child's block 1 is its base's)."""
-    return f" ({int(r.dead)} dead)" if int(r.block) == 1 and r.dead == r.dead else ""
+    """" (k of C dead)" for a child whose dead channels at its compressed block are recorded."""
+    if not r.dead_c == r.dead_c:
+        return ""
+    return f" ({int(r.dead_c)} of {int(r.channels)} dead)" if r.channels == r.channels else f" ({int(r.dead_c)} dead)"
 
 
 def unstable_text(cells, spread: float = 10.0) -> str:
@@ -153,6 +154,70 @@ def dead_channel_text(runs, collapse: float = COLLAPSE) -> str:
             "training cannot revive them): " + "; ".join(parts) + ".")
 
 
+def dead_by_block(runs, share: float = 0.25, collapse: float = COLLAPSE):
+    """Dead channels at the compressed block's output (``dead_compressed``), by data set, block and
+    regime, and what the networks with many of them reach.
+
+    FM trains the compressed conv alone, between frozen layers: a dead channel of it (zero on all
+    500 probe images, so zero gradient) stays dead and nothing downstream adapts to the loss. TM
+    can adapt. Whether many dead channels cost accuracy is then a matter of the block.
+
+    Args:
+        runs: ``Results.runs``.
+        share: the share of a block's channels from which a network counts as having many dead.
+        collapse: ``majority_frac`` at which a network counts as collapsed (left out).
+
+    Returns:
+        DataFrame, one row per data set, block and regime with the measure recorded: channels,
+        networks, dead_median, dead_max (counts), many (networks with at least ``share`` of the
+        channels dead), acc_many, acc_rest (accuracy ranges, points, "-" where none), unknown
+        (networks without the measure).
+    """
+    import pandas as pd
+    cols = ["dataset", "block", "regime", "channels", "networks", "dead_median", "dead_max", "many",
+            "acc_many", "acc_rest", "unknown"]
+    t = _tidy(runs, collapse)
+    t = t[(t["role"] == "child") & ~t["collapsed"].astype(bool)]
+
+    def span(x):
+        return f"{x.min():.1f}-{x.max():.1f}" if len(x) else "-"
+    rows = []
+    for (dataset, block, regime), g in t.groupby(["dataset", "block", "regime"], sort=True):
+        known = g[g["dead_c"].notna() & g["channels"].notna()]
+        if known.empty:
+            continue
+        ch = int(known["channels"].iloc[0])
+        many = known["dead_c"] >= share * ch
+        rows.append({"dataset": dataset, "block": int(block), "regime": _SHORT.get(regime, regime), "channels": ch,
+                     "networks": len(known), "dead_median": float(known["dead_c"].median()),
+                     "dead_max": int(known["dead_c"].max()), "many": int(many.sum()),
+                     "acc_many": span(known.loc[many, "acc"]), "acc_rest": span(known.loc[~many, "acc"]),
+                     "unknown": len(g) - len(known)})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def dead_by_block_text(table, share: float = 0.25) -> str:
+    """:func:`dead_by_block` in words: per data set, the FM blocks whose networks with many dead
+    channels fall short of the others, and the most dead channels any TM network has."""
+    if table is None or table.empty:
+        return "Dead channels at the compressed block are not recorded in these results."
+    parts = []
+    for dataset, g in table.groupby("dataset", sort=False):
+        fm, tm = g[g["regime"] == "FM"], g[g["regime"] == "TM"]
+        said = [f"block {r.block}: {r.many} of {r.networks} with at least {share * r.channels:g} of {r.channels} "
+                f"dead reach {r.acc_many}%, the others {r.acc_rest}%" for r in fm.itertuples() if r.many]
+        clean = [str(r.block) for r in fm.itertuples() if not r.many]
+        text = f"**{dataset}**, FM: " + ("; ".join(said) if said else "no network with that many dead")
+        if clean:
+            text += f"; none with that many at block{'s' if len(clean) > 1 else ''} {', '.join(clean)}"
+        if len(tm):
+            worst = tm.assign(frac=tm["dead_max"] / tm["channels"]).sort_values("frac").iloc[-1]
+            text += (f". TM: at most {int(worst['dead_max'])} of {int(worst['channels'])} dead "
+                     f"(block {int(worst['block'])})")
+        parts.append(text)
+    return "Dead channels of the compressed block (zero on all 500 probe images): " + ". ".join(parts) + "."
+
+
 def device_spread_text(repeats) -> str:
     """How far one config and seed moves between the CPU and the GPU, FM children apart from the
     rest, from :func:`triage.tables.device_repeats` (its ``name`` ends in the regime)."""
@@ -197,6 +262,69 @@ def block_effect(runs, collapse: float = COLLAPSE):
                        p=float(a.loc["C(block)", "PR(>F)"]))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def c2_by_block(runs, alpha: float = 0.05, much: float = MUCH, collapse: float = COLLAPSE):
+    """C2's contrast block by block: TM - FM per seed, mean over the three initialisers of one block.
+
+    The paper states C2 for the grid as a whole, and so does :func:`triage.claims.check_claims`;
+    this breakdown asks where the gap lives. It decides no claim: five looks at one data set, so
+    each block's *reading* is taken off its simultaneous interval (Bonferroni over the data set's
+    blocks), and the 95% CI is shown beside it. Seeds are matched as in the claims (a seed counts
+    for a block once it has trained all six of its networks; a collapsed one is left out of its
+    seed's mean).
+
+    Args:
+        runs: ``Results.runs``.
+        alpha: 1 - the CI's level.
+        much: C2's "much worse", accuracy points.
+        collapse: ``majority_frac`` at which a network counts as collapsed.
+
+    Returns:
+        DataFrame, one row per data set and block: dataset, block, n (seeds), estimate, ci_low,
+        ci_high, sim_low, sim_high (points), per_seed (the seeds' differences, rounded), reading:
+        "much worse" (the simultaneous interval lies above ``much``), "not much worse" (below it)
+        or "undecided at this n".
+    """
+    import pandas as pd
+    cols = ["dataset", "block", "n", "estimate", "ci_low", "ci_high", "sim_low", "sim_high", "per_seed", "reading"]
+    t = _tidy(runs, collapse)
+    t = t[t["role"] == "child"]
+    rows = []
+    for dataset, g in t.groupby("dataset", sort=False):
+        acc, made = _wide(g, "acc"), _wide(g, "acc", keep_collapsed=True)
+        blocks = sorted(g["block"].unique())
+        for b in blocks:
+            tm, fm = ([("child", b, i, r) for i in _INITS] for r in ("thawed", "frozen"))
+            x1, x2 = _matched(_cols(acc, tm), _cols(acc, fm), _cols(made, tm), _cols(made, fm))
+            r = paired_contrast(x1, x2, "greater", much, alpha)
+            lo, hi = simultaneous_ci(r, alpha, len(blocks))
+            reading = ("much worse" if lo > much else "not much worse" if hi < much else "undecided at this n")
+            rows.append({"dataset": dataset, "block": int(b), "n": r["n"], "estimate": r["estimate"],
+                         "ci_low": r["ci_low"], "ci_high": r["ci_high"], "sim_low": lo, "sim_high": hi,
+                         "per_seed": ", ".join(f"{v:+.1f}" for v in (x1 - x2)),
+                         "reading": reading if r["n"] >= 2 else "undecided at this n"})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def c2_by_block_text(table, much: float = MUCH) -> str:
+    """:func:`c2_by_block` in words: per data set, the blocks where FM is much worse, where it is
+    not, and where the seeds cannot tell yet."""
+    if table is None or table.empty or not table["n"].ge(2).any():
+        return "No data set has two seeds that trained both regimes of a block: no breakdown yet."
+    parts = []
+    for dataset, g in table[table["n"] >= 2].groupby("dataset", sort=False):
+        est = ", ".join(f"block {int(r.block)} {r.estimate:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}]"
+                        for r in g.itertuples())
+        said = []
+        for reading in ("much worse", "not much worse", "undecided at this n"):
+            b = g.loc[g["reading"] == reading, "block"].astype(int).tolist()
+            if b:
+                said.append(f"{reading} at block{'s' if len(b) > 1 else ''} {', '.join(map(str, b))}")
+        parts.append(f"**{dataset}** (n = {int(g['n'].min())}" + (f"-{int(g['n'].max())}" if g["n"].nunique() > 1
+                     else "") + f" seeds): {est}; FM is {'; '.join(said)}")
+    return ("TM - FM by block (points, 95% CI; the reading uses the simultaneous interval over the blocks "
+            f"against C2's {much:g} points): " + ". ".join(parts) + ".")
 
 
 def cka_bases(results=None, root=None, profile: str | None = None):

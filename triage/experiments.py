@@ -351,11 +351,14 @@ def _finish_run(cfg: RunConfig, model: VGG, parent: VGG | None, rows: list[dict]
         # a network that answers (almost) the same class for every input is a failure, not a result
         "majority_frac": float(counts.max()) / max(len(preds), 1),
     })
-    from .similarity import block1_record
+    from .similarity import block1_record, dead_compressed
     base_model = parent if parent is not None else model
     maps, cka, dead = block1_record(model, base_model, test_loader, device=device, amp_dtype=amp)
     summary["cka_block1"] = cka
     summary["dead_block1"] = dead   # block-1 channels zero on all the CKA probe images
+    if cfg.block > 0:   # the same count at the compressed block's output, the layer FM trains alone
+        summary["dead_compressed"], summary["compressed_channels"] = dead_compressed(
+            model, cfg.block, test_loader, amp_dtype=amp)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     atomic_torch_save(run_dir / "weights.pt", state)
     _save_npz(run_dir / "block1.npz", maps=maps)

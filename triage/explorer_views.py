@@ -138,6 +138,10 @@ def network_summary(results, row) -> dict:
                        ("train_seconds", "training seconds")):
         if col in row.index and _fmt(row[col]) != "-":
             out[label] = _fmt(row[col])
+    if "dead_compressed" in row.index and row["dead_compressed"] == row["dead_compressed"]:
+        of = (f" of {int(row['compressed_channels'])}" if "compressed_channels" in row.index
+              and row["compressed_channels"] == row["compressed_channels"] else "")
+        out[f"dead channels of the compressed block {int(row['block'])}"] = f"{int(row['dead_compressed'])}{of}"
     return out
 
 

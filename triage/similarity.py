@@ -17,46 +17,62 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["block1_activations", "linear_cka", "dead_channels", "block1_features", "block1_record",
+__all__ = ["block_activations", "block1_activations", "linear_cka", "dead_channels", "block1_features",
+           "block1_record", "dead_compressed",
            "CKA_IMAGES", "FIG3_FILTERS"]
 
 CKA_IMAGES = 500     # the first 500 test images (index order) are the CKA probe set
 FIG3_FILTERS = 10    # the paper's Fig. 3 shows the first ten filters
 
 
-def block1_activations(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Post-ReLU output of block 1's last conv for inputs ``x`` (N, C, H, W) -> (N, F, H, W).
+def block_activations(model: nn.Module, x: torch.Tensor, block: int = 1) -> torch.Tensor:
+    """Post-ReLU output of block ``block``'s last conv for inputs ``x`` (N, C, H, W) -> (N, F, H', W').
 
-    For the base that is ReLU(BN(conv2)) of block 1; for a child whose block 1 was
+    For block 1 of the base that is ReLU(BN(conv2)); for a child whose block was
     compressed, the ReLU after the single compressed conv (paper Sec. 4, Fig. 3: "at
     the output of the ReLU activation layer after the compressed layer ... and after
-    Conv 2 of Block 1 on the baseline model"). Evaluated in eval mode, without
+    Conv 2 of Block 1 on the baseline model"); before the block's pool. A ResNet stage's
+    output for a ResNet. Only the layers up to the block run, in eval mode, without
     gradients; the forward hook is removed also when the forward fails.
 
     Example:
-        >>> acts = block1_activations(triage.vgg16_bn(10, width=0.25), torch.randn(1, 3, 32, 32))
+        >>> import triage
+        >>> acts = block_activations(triage.vgg16_bn(10, width=0.25), torch.randn(1, 3, 32, 32), 2)
         >>> acts.shape
-        torch.Size([1, 16, 32, 32])
+        torch.Size([1, 32, 16, 16])
     """
-    block = model.block(1)
-    relus = [m for m in block.children() if isinstance(m, nn.ReLU)]
-    # VGG: the last ReLU inside block 1 (before its pool); a ResNet stage: the stage's output
-    target = relus[-1] if relus else block
+    mod = model.block(block)
+    relus = [m for m in mod.children() if isinstance(m, nn.ReLU)]
+    # VGG: the last ReLU inside the block (before its pool); a ResNet stage: the stage's output
+    target = relus[-1] if relus else mod
     if not relus and not hasattr(model, "prefix"):
-        raise ValueError("block 1 of this model has no ReLU")
+        raise ValueError(f"block {block} of this model has no ReLU")
     captured = []
-    handle = target.register_forward_hook(lambda mod, inp, out: captured.append(out.detach().clone()))
+    handle = target.register_forward_hook(lambda m, inp, out: captured.append(out.detach().clone()))
     was_training = model.training
     try:
         model.eval()
         with torch.no_grad():
             x = x.to(next(model.parameters()).device)
-            stem = model.prefix(1) if hasattr(model, "prefix") else (lambda t: t)
-            block(stem(x))  # the rest of the network is not needed
+            # the layers before the block (VGG: its earlier blocks); the rest is not needed
+            stem = model.prefix(block) if hasattr(model, "prefix") else model.features[: block - 1]
+            mod(stem(x))
     finally:
         handle.remove()
         model.train(was_training)
     return captured[0]
+
+
+def block1_activations(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """:func:`block_activations` of block 1, the layer of the paper's Fig. 3.
+
+    Example:
+        >>> import triage
+        >>> acts = block1_activations(triage.vgg16_bn(10, width=0.25), torch.randn(1, 3, 32, 32))
+        >>> acts.shape
+        torch.Size([1, 16, 32, 32])
+    """
+    return block_activations(model, x, 1)
 
 
 def linear_cka(x, y) -> float:
@@ -103,13 +119,25 @@ def dead_channels(acts) -> int:
     return int((~(a > 0).flatten(2).any(2).any(0)).sum())
 
 
-def block1_features(model: nn.Module, loader, n: int = CKA_IMAGES, amp_dtype=None) -> torch.Tensor:
-    """Block-1 activations of the first ``n`` images of ``loader`` (index order, no flips), fp32 CPU."""
+def block1_features(model: nn.Module, loader, n: int = CKA_IMAGES, amp_dtype=None, block: int = 1) -> torch.Tensor:
+    """Block-1 (or ``block``'s) activations of the first ``n`` images of ``loader`` (index order,
+    no flips), fp32 CPU: the probe set of the CKA and of the dead-channel counts."""
     device = next(model.parameters()).device
     x = next(loader.fixed_batches(False, n))
     with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-        acts = block1_activations(model, x)
+        acts = block_activations(model, x, block)
     return acts.float().cpu()
+
+
+def dead_compressed(model: nn.Module, block: int, loader, *, amp_dtype=None, n: int = CKA_IMAGES) -> tuple[int, int]:
+    """Dead channels of the compressed block's output on the probe images, and its channel count.
+
+    A child's compressed conv is the layer FM trains alone: a channel of it that is zero on
+    every probe image has zero gradient and stays dead, and under FM nothing downstream can
+    make up for it. For a block-1 child it is the run's ``dead_block1``.
+    """
+    acts = block1_features(model, loader, n, amp_dtype, block)
+    return dead_channels(acts), int(acts.shape[1])
 
 
 def block1_record(model: nn.Module, base: nn.Module, loader, *, device=None, amp_dtype=None,

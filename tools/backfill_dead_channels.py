@@ -1,15 +1,18 @@
-"""Add ``dead_block1`` to finished runs trained before triage recorded it (git 7e8fdce and older).
+"""Add the dead-channel counts to finished runs trained before triage recorded them.
 
-``dead_block1`` is the number of block-1 channels whose post-ReLU output is zero on all of the
-500 CKA probe images (:func:`triage.similarity.dead_channels`), which new runs record when they
-finish. This tool computes it for the exported runs of a profile whose weights are on this
-machine (the run store's ``weights.pt``, or the exported weights of a base), exactly as a run
-would (same probe images, same autocast), and writes it into the run's ``summary.json`` in the
-run store and in ``results/`` (with ``dead_block1_by``: this tool and the git hash). Runs
-whose weights are not here (children trained on a lent GPU) keep no value. Then run
-``python -m triage export --profile PROFILE`` to rebuild ``runs.csv``.
+``dead_block1`` (recorded since git 7e8fdce) is the number of block-1 channels whose post-ReLU
+output is zero on all of the 500 CKA probe images (:func:`triage.similarity.dead_channels`);
+``dead_compressed`` and ``compressed_channels`` (a child's, recorded since the commit that added
+this name) are the same count at the compressed block's output and that block's width
+(:func:`triage.similarity.dead_compressed`). New runs record them when they finish. This tool
+computes the missing ones for the exported runs of a profile whose weights are on this machine
+(the run store's ``weights.pt``, or the exported weights of a base), exactly as a run would
+(same probe images, same autocast), and writes them into the run's ``summary.json`` in the run
+store and in ``results/`` (with ``dead_block1_by`` / ``dead_compressed_by``: this tool and the
+git hash). Runs whose weights are not here (children trained on a lent GPU) keep no value.
+Then run ``python -m triage export --profile PROFILE`` to rebuild ``runs.csv``.
 
-    python tools/backfill_dead_block1.py --profile campaign [--dataset cifar10] [--runs runs]
+    python tools/backfill_dead_channels.py --profile campaign [--dataset cifar10] [--runs runs]
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import torch
 def main(argv=None) -> int:
     from triage.experiments import load_model
     from triage.loaders import get_loaders
-    from triage.similarity import CKA_IMAGES, block1_features, dead_channels
+    from triage.similarity import CKA_IMAGES, block1_features, dead_channels, dead_compressed
     from triage.store import atomic_write_json as _write, default_results_root
     from triage.train import autocast_dtype
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -47,9 +50,11 @@ def main(argv=None) -> int:
         if a.dataset and dataset not in a.dataset:
             continue
         summary = json.loads(summary_path.read_text())
-        if summary.get("dead_block1") is not None:
-            continue
         cfg = json.loads((d / "config.json").read_text())["config"]
+        need_block1 = summary.get("dead_block1") is None
+        need_compressed = cfg.get("block", 0) > 0 and summary.get("dead_compressed") is None
+        if not (need_block1 or need_compressed):
+            continue
         local = Path(a.runs) / a.profile / dataset / d.name
         weights_dir = local if (local / "weights.pt").exists() else d if (d / "weights.pt").exists() else None
         if weights_dir is None:
@@ -61,14 +66,20 @@ def main(argv=None) -> int:
                                      resolution=cfg.get("resolution"))[1]
         model = load_model(weights_dir, "cpu")
         amp = autocast_dtype("cpu", cfg.get("precision", "auto"))
-        dead = dead_channels(block1_features(model, tests[key], CKA_IMAGES, amp))
-        summary.update(dead_block1=dead, dead_block1_by=f"tools/backfill_dead_block1.py@{git}")
-        _write(summary_path, summary)
+        new = {}
+        if need_block1:
+            new.update(dead_block1=dead_channels(block1_features(model, tests[key], CKA_IMAGES, amp)),
+                       dead_block1_by=f"tools/backfill_dead_channels.py@{git}")
+        if need_compressed:
+            dead, channels = dead_compressed(model, cfg["block"], tests[key], amp_dtype=amp)
+            new.update(dead_compressed=dead, compressed_channels=channels,
+                       dead_compressed_by=f"tools/backfill_dead_channels.py@{git}")
+        _write(summary_path, {**summary, **new})
         if (local / "summary.json").exists():
-            _write(local / "summary.json", {**json.loads((local / "summary.json").read_text()),
-                                            "dead_block1": dead, "dead_block1_by": summary["dead_block1_by"]})
+            _write(local / "summary.json", {**json.loads((local / "summary.json").read_text()), **new})
         done += 1
-        print(f"{dataset}/{d.name}: {dead} dead block-1 channel(s)", flush=True)
+        print(f"{dataset}/{d.name}: " + ", ".join(f"{k} {v}" for k, v in new.items() if not k.endswith("_by")),
+              flush=True)
     print(f"backfill: {done} run(s) updated; {len(missing)} without weights here"
           + (f" (e.g. {missing[0]})" if missing else ""), file=sys.stderr)
     return 0
