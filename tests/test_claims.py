@@ -675,7 +675,12 @@ def test_base_fit_and_setting_text_by_hand():
     assert "cifar10 +7.0 [" in text and "stanford_dogs +1.0 (train 8.0%)" in text
     assert "2x2 maps at 32 px and 4x4 maps at 64 px (the paper's 14x14)" in text
     assert "Our bases reach 7.0% on the test set and 8.0% on their own training images" in text
-    assert "SGD from lr 0.05" in text
+    assert "SGD from lr 0.05" in text and "starts afresh" not in text     # no child_lr column: not said
+    # children started at lr0 (the paper's reading): 0.05 / Table 1's 1e-3 on both data sets
+    text = claims_chapter.setting_text(runs.assign(child_lr="initial"), fit.reset_index())
+    assert ("Every child starts afresh at lr 0.05 (50x Table 1's cifar10 rate, 50x Table 1's stanford_dogs "
+            "rate)") in text
+    assert "starts afresh" not in claims_chapter.setting_text(runs.assign(child_lr="continue"), fit.reset_index())
     assert claims_tables.base_fit(runs.drop(columns="best_epoch"), metrics).empty
 
 

@@ -254,10 +254,17 @@ def setting_text(runs, fit) -> str:
             "training images: they barely learn the task, so a Dogs verdict is about networks at the "
             "edge of learning anything. The paper, too, finds that there \"no model is able to do well\".")
     lr = one("lr", float("nan"))
-    lines.append(
-        f"- **Schedule** (SGD from lr {lr:g} with a plateau schedule and early stopping; the paper's "
-        "Table 1 rates). C4a counts epochs of our schedule: its sign (is STN faster?) carries over, its "
-        "size in epochs does not.")
+    text = (f"- **Schedule** (SGD from lr {lr:g} with a plateau schedule and early stopping; the paper's "
+            "Table 1 rates). C4a counts epochs of our schedule: its sign (is STN faster?) carries over, its "
+            "size in epochs does not.")
+    if one("child_lr", None) == "initial" and lr == lr:
+        from .config import TABLE1
+        ratios = ", ".join(f"{lr / TABLE1[d].lr:g}x Table 1's {d} rate" for d in sorted(set(runs["dataset"]))
+                           if d in TABLE1)
+        text += (f" Every child starts afresh at lr {lr:g} ({ratios}): under FM a large first step kills "
+                 "channels of the compressed conv for good (the dead-channel table above), so FM looks worse "
+                 "than it need be and C2 is favoured.")
+    lines.append(text)
     return "\n".join(lines)
 
 
