@@ -695,16 +695,26 @@ def test_child_lr_pairs_and_text_by_hand():
         "device": ["cpu", "cpu", "cpu", "cpu", "cpu", "cpu", "cuda", "cpu"],
         "test_acc_at_best_val": [0.25, 0.75, 0.35, 0.70, 0.26, 0.30, 0.72, 0.76],
         "dead_block1": [5, 0, 4, 1, 3, 4, np.nan, 0]})
-    p = claims_tables.child_lr_pairs(t)
+    p = claims_tables.child_lr_pairs(t, block=1)
     assert p[["seed", "init"]].values.tolist() == [[1, "mean"], [2, "random"]]
     assert p["acc_initial"].tolist() == pytest.approx([25.0, 35.0]) and p["dead_continue"].tolist() == [0.0, 1.0]
     text = claims_tables.child_lr_text(p)
     d = by_hand([50.0, 35.0])
-    assert text == (f"cifar10, 2 network(s) of seed(s) 1, 2: 25.0-35.0% (4-5 dead) from lr0, 70.0-75.0% (0-1 dead) "
-                    f"from the base's final lr; continue - initial +42.5 points per seed, 95% CI "
+    assert text == (f"cifar10 block 1, 2 network(s) of seed(s) 1, 2: 25.0-35.0% (4-5 dead) from lr0, 70.0-75.0% "
+                    f"(0-1 dead) from the base's final lr; continue - initial +42.5 points per seed, 95% CI "
                     f"[{d[4][0]:+.1f}, {d[4][1]:+.1f}].")
     one = claims_tables.child_lr_text(p[p["seed"] == 1])
-    assert "(5 dead) from lr0" in one and "(0 dead) from the base's" in one and "one seed: no interval" in one
+    assert "25.0% (5 dead) from lr0" in one and "(0 dead) from the base's" in one and "one seed: no interval" in one
+    # every block: a block-2 pair reads dead_compressed, of the block's channels
+    t2 = pd.concat([t, pd.DataFrame({"dataset": ["cifar10"], "block": [2], "regime": ["frozen"], "seed": [0],
+                                     "init": ["random"], "child_lr": ["initial"], "device": ["cpu"],
+                                     "test_acc_at_best_val": [0.39], "dead_block1": [0]})], ignore_index=True)
+    t2["dead_compressed"] = np.where(t2["block"] == 2, np.where(t2["child_lr"] == "initial", 7.0, 0.0), np.nan)
+    t2["compressed_channels"] = np.where(t2["block"] == 2, 16.0, np.nan)
+    both = claims_tables.child_lr_pairs(t2)
+    assert both[["block", "seed"]].values.tolist() == [[1, 1], [1, 2], [2, 0]]
+    assert "cifar10 block 2, 1 network(s) of seed(s) 0: 39.0% (7 of 16 dead) from lr0, 76.0% (0 of 16 dead)" \
+        in claims_tables.child_lr_text(both)
     assert claims_tables.child_lr_pairs(t.drop(columns="child_lr")).empty
     assert claims_tables.child_lr_text(claims_tables.child_lr_pairs(None)) == "No child was trained at both starting lrs."
 

@@ -497,61 +497,76 @@ def base_fit(runs, metrics, alpha: float = 0.05):
     return pd.DataFrame(rows, columns=cols)
 
 
-def child_lr_pairs(table, block: int = 1, regime: str = "frozen"):
+def child_lr_pairs(table, block: int | None = None, regime: str = "frozen"):
     """Children of one config and seed trained at both starting lrs (``child_lr`` "initial", the
     campaign's, and "continue", the base's final lr), on the same device, side by side.
 
     Args:
         table: every exported run of a profile, the grid's and the others
             (:func:`triage.grid.results_table` with ``exported=True``).
-        block, regime: which children (default: FM block 1, the unstable cells).
+        block: which compressed block (None: every block with a pair); regime: which regime
+            (default FM, whose unstable cells these pairs test).
 
     Returns:
-        DataFrame: dataset, seed, init, device, acc_initial, acc_continue (points), dead_initial,
-        dead_continue (dead block-1 channels; NaN where not recorded), one row per pair.
+        DataFrame: dataset, block, seed, init, device, acc_initial, acc_continue (points),
+        dead_initial, dead_continue (dead channels of the compressed block, ``dead_compressed``,
+        or for block 1 ``dead_block1``; NaN where not recorded), channels, one row per pair.
     """
     import numpy as np
     import pandas as pd
-    cols = ["dataset", "seed", "init", "device", "acc_initial", "acc_continue", "dead_initial", "dead_continue"]
+    cols = ["dataset", "block", "seed", "init", "device", "acc_initial", "acc_continue", "dead_initial",
+            "dead_continue", "channels"]
     if table is None or not len(table) or "child_lr" not in table or "test_acc_at_best_val" not in table:
         return pd.DataFrame(columns=cols)
-    t = table[(table["block"] == block) & (table["regime"] == regime)].copy()
+    t = table[(table["block"] > 0) & (table["regime"] == regime)].copy()
+    if block is not None:
+        t = t[t["block"] == block]
     t["device"] = t["device"].fillna("cpu") if "device" in t else "cpu"
-    t["dead"] = t["dead_block1"] if "dead_block1" in t else np.nan
+    nan = pd.Series(np.nan, index=t.index)
+    dead = t["dead_compressed"] if "dead_compressed" in t else nan
+    if "dead_block1" in t:
+        dead = dead.where(dead.notna() | (t["block"] != 1), t["dead_block1"])
+    t["dead"] = dead
+    t["channels"] = t["compressed_channels"] if "compressed_channels" in t else nan
     rows = []
-    for (dataset, seed, init, device), g in t.groupby(["dataset", "seed", "init", "device"], sort=True):
-        a, b = g[g["child_lr"] == "initial"], g[g["child_lr"] == "continue"]
-        if len(a) and len(b):
-            rows.append({"dataset": dataset, "seed": int(seed), "init": init, "device": device,
+    for (dataset, b, seed, init, device), g in t.groupby(["dataset", "block", "seed", "init", "device"], sort=True):
+        a, c = g[g["child_lr"] == "initial"], g[g["child_lr"] == "continue"]
+        if len(a) and len(c):
+            rows.append({"dataset": dataset, "block": int(b), "seed": int(seed), "init": init, "device": device,
                          "acc_initial": 100 * float(a["test_acc_at_best_val"].iloc[0]),
-                         "acc_continue": 100 * float(b["test_acc_at_best_val"].iloc[0]),
-                         "dead_initial": float(a["dead"].iloc[0]), "dead_continue": float(b["dead"].iloc[0])})
+                         "acc_continue": 100 * float(c["test_acc_at_best_val"].iloc[0]),
+                         "dead_initial": float(a["dead"].iloc[0]), "dead_continue": float(c["dead"].iloc[0]),
+                         "channels": float(pd.concat([a["channels"], c["channels"]]).max())})
     return pd.DataFrame(rows, columns=cols)
 
 
 def child_lr_text(pairs, alpha: float = 0.05) -> str:
-    """:func:`child_lr_pairs` in words: accuracies and dead channels at each lr, and the per-seed
-    mean difference (continue - initial) with its t interval."""
+    """:func:`child_lr_pairs` in words, per data set and block: accuracies and dead channels at each
+    lr, and the per-seed mean difference (continue - initial) with its t interval."""
     if pairs is None or pairs.empty:
         return "No child was trained at both starting lrs."
     parts = []
-    for dataset, g in pairs.groupby("dataset", sort=False):
+    for (dataset, block), g in pairs.groupby(["dataset", "block"], sort=True):
         per_seed = g.groupby("seed")[["acc_continue", "acc_initial"]].mean()
         r = paired_contrast(per_seed["acc_continue"].to_numpy(), per_seed["acc_initial"].to_numpy(), "greater",
                             0.0, alpha)
         ci = (f", 95% CI [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" if r["ci_low"] == r["ci_low"] else
               " (one seed: no interval)")
+        of = f" of {int(g['channels'].max())}" if g["channels"].notna().any() else ""
 
         def dead(col):
             d = g[col].dropna()
             if not len(d):
                 return "dead channels not recorded"
-            return f"{int(d.min())} dead" if d.min() == d.max() else f"{int(d.min())}-{int(d.max())} dead"
+            return (f"{int(d.min())}{of} dead" if d.min() == d.max() else f"{int(d.min())}-{int(d.max())}{of} dead")
+
+        def span(col):
+            return f"{g[col].min():.1f}%" if g[col].min() == g[col].max() else f"{g[col].min():.1f}-{g[col].max():.1f}%"
         parts.append(
-            f"{dataset}, {len(g)} network(s) of seed(s) {', '.join(str(s) for s in sorted(g['seed'].unique()))}: "
-            f"{g['acc_initial'].min():.1f}-{g['acc_initial'].max():.1f}% ({dead('dead_initial')}) from lr0, "
-            f"{g['acc_continue'].min():.1f}-{g['acc_continue'].max():.1f}% ({dead('dead_continue')}) from the "
-            f"base's final lr; continue - initial {r['estimate']:+.1f} points per seed{ci}")
+            f"{dataset} block {block}, {len(g)} network(s) of seed(s) "
+            f"{', '.join(str(s) for s in sorted(g['seed'].unique()))}: {span('acc_initial')} ({dead('dead_initial')}) "
+            f"from lr0, {span('acc_continue')} ({dead('dead_continue')}) from the base's final lr; continue - initial "
+            f"{r['estimate']:+.1f} points per seed{ci}")
     return "; ".join(parts) + "."
 
 
