@@ -9,7 +9,11 @@ networks whose block-1 outputs span the same space score near 1, whatever the fi
 
     >>> maps, cka = block1_record(child, base, test_loader)     # doctest: +SKIP
 
-Reason to change: how two networks' block-1 representations are compared (CKA, the Fig. 3 maps).
+The same probe images count a block's dead channels (:func:`dead_channels`; at the compressed
+block of a child, :func:`dead_compressed`): the units no training can revive.
+
+Reason to change: how a network's block representations are compared and probed (CKA, the Fig. 3
+maps, dead channels).
 """
 from __future__ import annotations
 
