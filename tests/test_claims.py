@@ -337,6 +337,35 @@ def test_c4a_counts_stn_hint_epochs():
     assert "4 hint epochs counted" in row(slow, "C4a")["note"]
 
 
+def test_c5_mw_slower_holds_mw_faster_fails_by_hand():
+    """MW reaches 99% 2 epochs later than RW in both regimes: C5 (MW does not speed convergence)
+    holds; 3 epochs sooner under FM only: it does not hold, decided by FM."""
+    seeds = range(4)
+    e = noise(9, 0.3)
+    acc = lambda s, b, i, r: 60.0  # noqa: E731
+
+    def slow_mw(s, b, i, r):
+        return 8.0 + (2.0 if i == "mean" else 0.0) + (e[s, b, INITS.index(i), REGIMES.index(r)] if b else 0)
+
+    def fast_fm_mw(s, b, i, r):
+        return 8.0 - (3.0 if (i, r) == ("mean", "frozen") else 0.0) + (
+            e[s, b, INITS.index(i), REGIMES.index(r)] if b else 0)
+    rep = claims.check_claims(make_runs(acc, seeds, conv=slow_mw), epoch_margin=1.0)
+    assert row(rep, "C5")["verdict"] == "holds"
+    d = [np.mean([slow_mw(s, b, "mean", "thawed") - slow_mw(s, b, "random", "thawed") for b in range(1, 6)])
+         for s in seeds]
+    mean, *_, ci = by_hand(d)
+    tm = row(rep, "C5", regime="TM")
+    assert tm["estimate"] == pytest.approx(mean) and (tm["ci_low"], tm["ci_high"]) == pytest.approx(ci)
+    assert "epochs" in claims_chapter.summary_markdown(rep, "C5")
+    rep = claims.check_claims(make_runs(acc, seeds, conv=fast_fm_mw), epoch_margin=1.0)
+    assert row(rep, "C5")["verdict"] == "does not hold" and row(rep, "C5")["contrast"].startswith("FM-MW - FM-RW")
+    assert row(rep, "C5", regime="TM")["verdict"] == "holds"
+    # MW is faster by 3 [about 2.6, 3.4] epochs: only a 'faster' above its CI's near bound would undo it
+    hi = row(rep, "C5")["ci_high"]
+    assert f"It would change if 'faster' were above {-hi:.2f} epochs" in claims_chapter.explain(rep, "C5", "cifar10")
+
+
 # ----------------------------------------------------------------------------- collapse, formats, input
 
 def test_collapsed_networks_are_left_out_and_listed():
@@ -428,7 +457,7 @@ def test_stored_cpu_results():
     assert set(v["verdict"]) <= set(claims.VERDICTS)
     datasets, seeds = runs["dataset"].nunique(), runs["seed"].nunique()
     d = v[v["level"] == "data set"]
-    assert len(d) == 5 * datasets
+    assert len(d) == len(claims.CLAIMS) * datasets
     assert (d.loc[d["claim"].isin(["C3", "C4b"]), "verdict"] == "not testable: no control").all()
     assert rep.measures["accuracy"] == "max_test_acc" and rep.measures["convergence"] == "epochs_to_99pct"
     assert (d.loc[d["claim"] == "C1", "n"] == seeds).all()

@@ -48,12 +48,15 @@ C4a       epochs to 99%: STN - mean(RW, MW),   d < -``epoch_margin``, in some re
           STN hint epochs counted
 C4b       STN config - control, 10 configs     non-superiority d < delta for every config
                                                (no correction); fails if some d > delta (Holm)
+C5        epochs to 99%: MW - RW, mean over    d > -``epoch_margin`` (MW not faster) in both
+          blocks, per regime                   regimes (no correction); fails if MW is
+                                               faster in one (Holm over the two)
 ========  ===================================  ========================================
 
 Networks that collapsed (``majority_frac`` >= 0.9: one class for almost every input)
 are failures, not results: they are left out of every estimate and listed
 (:func:`collapsed_networks`). Networks stopped by the epoch cap (``stop_reason == "cap"``)
-are left out of C4a by default (``keep_capped=True`` counts them).
+are left out of C4a and C5 by default (``keep_capped=True`` counts them).
 
 Both results formats are read: format 2 (the ``campaign`` profile: validation-selected
 accuracy ``test_acc_at_best_val``, ``epochs_to_99pct_val``, the control, CKA) and format 1
@@ -75,7 +78,7 @@ from .vocabulary import LABELS
 from .contrasts import holm as _holm, mde as _mde, paired_contrast as _contrast
 from .contrasts import seeds_needed as _seeds_needed, simultaneous_ci as _simultaneous_ci
 
-__all__ = ["VERDICTS", "CLAIMS", "PAPER", "MARGIN", "MUCH", "EPOCH_MARGIN", "COLLAPSE",
+__all__ = ["VERDICTS", "CLAIMS", "PAPER", "MARGIN", "MUCH", "EPOCH_MARGIN", "EPOCH_CLAIMS", "COLLAPSE",
            "ClaimsReport", "check_claims", "measures", "collapsed_networks"]
 
 VERDICTS = ("holds", "does not hold", "not testable at this n", "not testable: no control")
@@ -85,6 +88,7 @@ CLAIMS = {
     "C3": "TM networks can exceed the base.",
     "C4a": "STN initialisation converges faster.",
     "C4b": "An STN network never exceeds the base.",
+    "C5": "Initialising with the parent's mean filters (MW) does not speed convergence.",
 }
 PAPER = {
     "C1": "We first note that no layer is more critical than any other. (Sec. 4)",
@@ -92,10 +96,13 @@ PAPER = {
     "C3": "One may also note that TM models [...] often out perform the baseline model. (Sec. 4)",
     "C4a": "Student-Teacher Networks can improve the rate of convergence of a large network model (Sec. 5)",
     "C4b": "[...] it cannot increase the student performance beyond that of its teacher. (Sec. 5)",
+    "C5": ("initialization with an average set of weights from the parent network not only doesn't help, "
+           "it may even reduce the rate of convergence. (Sec. 4)"),
 }
 MARGIN = 1.0        # accuracy points: about the binomial SE of one accuracy on 2,000 test images
 MUCH = 5.0          # accuracy points: C2's "much worse"
-EPOCH_MARGIN = 1.0  # epochs: C4a's "faster"; the resolution of an epochs-to-99% count
+EPOCH_MARGIN = 1.0  # epochs: C4a's and C5's "faster"; the resolution of an epochs-to-99% count
+EPOCH_CLAIMS = ("C4a", "C5")   # the claims about convergence, in epochs to 99%
 COLLAPSE = 0.9      # majority_frac at or above which a network counts as collapsed
 
 _SHORT = LABELS   # random -> RW, thawed -> TM, ...
@@ -104,7 +111,7 @@ _REGIMES = ("frozen", "thawed")
 # (kind of each contrast, quantifier over the family, threshold parameter)
 _RULES = {"C1": ("equiv", "all", "margin"), "C2": ("greater", "all", "much"),
           "C3": ("greater", "any", "margin"), "C4a": ("less", "any", "epoch_margin"),
-          "C4b": ("less", "all", "margin")}
+          "C4b": ("less", "all", "margin"), "C5": ("greater", "all", "epoch_margin")}
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -334,6 +341,13 @@ def _family(claim: str, t) -> list[tuple[str, str, object, object]]:
             made_other = np.where(np.isnan(made_rw) | np.isnan(made_mw), np.nan, 1.0)
             out.append((_SHORT[r], f"{_SHORT[r]}-STN - {_SHORT[r]}-RW/MW (epochs)",
                         *_matched(stn, other, made_stn, made_other)))
+    elif claim == "C5":     # MW - RW epochs, per regime, mean over blocks; capped runs left out
+        conv = _wide(t[~t["capped"].astype(bool)], "conv").reindex(acc.index)
+        for r in _REGIMES:
+            cells_mw, cells_rw = ([(b, i, r) for b in blocks] for i in ("mean", "random"))
+            out.append((_SHORT[r], f"{_SHORT[r]}-MW - {_SHORT[r]}-RW (epochs)",
+                        *_matched(kids(conv, cells_mw), kids(conv, cells_rw), kids(made, cells_mw),
+                                  kids(made, cells_rw))))
     return out
 
 
@@ -343,7 +357,7 @@ class ClaimsReport:
 
     Attributes:
         verdicts: one row per claim and data set (``level == "data set"``) and, for the claims
-            tested per regime (C1, C4a, C4b), per regime (``level == "regime"``): verdict, the
+            tested per regime (C1, C4a, C4b, C5), per regime (``level == "regime"``): verdict, the
             deciding contrast with its estimate, 95% CI, p (one-sided, adjusted where the family
             is), n (seeds), MDE, seeds needed, and a note.
         contrasts: every contrast tested (the claims' raw material).
@@ -385,7 +399,7 @@ def check_claims(runs, alpha: float = 0.05, margin: float = MARGIN, much: float 
                  epoch_margin: float = EPOCH_MARGIN, collapse: float = COLLAPSE,
                  keep_capped: bool = False, count_hint: bool = True, measure: str = "validation",
                  reference: str = "control") -> ClaimsReport:
-    """Test the paper's claims C1, C2, C3, C4a, C4b on a runs table, per data set and regime.
+    """Test the paper's claims C1, C2, C3, C4a, C4b, C5 on a runs table, per data set and regime.
 
     Args:
         runs: ``Results.runs`` (format 1 or 2); needs dataset, seed, block, init, regime and an
@@ -393,9 +407,9 @@ def check_claims(runs, alpha: float = 0.05, margin: float = MARGIN, much: float 
         alpha: the CI is 1 - alpha; each one-sided test is at alpha / 2.
         margin: delta in accuracy points (C1, C3, C4b): differences within it do not matter.
         much: C2's "much worse", in accuracy points.
-        epoch_margin: C4a's "faster", in epochs.
+        epoch_margin: C4a's and C5's "faster", in epochs.
         collapse: ``majority_frac`` at or above which a network counts as collapsed.
-        keep_capped: count networks stopped by the epoch cap in C4a (their epochs to 99% are
+        keep_capped: count networks stopped by the epoch cap in C4a and C5 (their epochs to 99% are
             defined; whether the cap cut them short is :func:`triage.convergence.cap_audit`'s
             question). Default False: left out, the conservative reading.
         count_hint: add the hint epochs STN trained to its epochs to 99% in C4a (default: they
@@ -451,9 +465,9 @@ def check_claims(runs, alpha: float = 0.05, margin: float = MARGIN, much: float 
                                 for regime, label, x1, x2 in _family(claim, part)])
             if fam.empty:
                 fam = pd.DataFrame(columns=["regime"])
-            scopes = [("data set", "FM and TM" if claim in ("C1", "C4a", "C4b") else
+            scopes = [("data set", "FM and TM" if claim in ("C1", "C4a", "C4b", "C5") else
                        ("TM" if claim == "C3" else "TM vs FM"), fam)]
-            if claim in ("C1", "C4a", "C4b"):
+            if claim in ("C1", "C4a", "C4b", "C5"):
                 scopes += [("regime", r, fam[fam["regime"] == r].reset_index(drop=True)) for r in ("FM", "TM")]
             for lvl, regime, sub in scopes:
                 if sub.empty:
@@ -510,10 +524,10 @@ def _note(claim, kind, verdict, fam, row, thr, n_coll, part, quant="all") -> str
         parts.append(f"its 95% CI lies past the margin, but it is one of {m} contrasts: after Holm "
                      f"p = {row['p_against_adj' if holm_side_is_against else 'p_adj']:.3g}, and its "
                      f"simultaneous CI [{row['ci_fw_low']:+.2f}, {row['ci_fw_high']:+.2f}] reaches across")
-    if claim == "C4a":
+    if claim in EPOCH_CLAIMS:
         kids = part[part["role"] == "child"]
         hint = kids.loc[kids["init"] == "stn", "hint"].astype(float)
-        if len(hint) and hint.max() > 0:
+        if claim == "C4a" and len(hint) and hint.max() > 0:
             span = f"{hint.min():g}" if hint.min() == hint.max() else f"{hint.min():g}-{hint.max():g}"
             parts.append(f"STN's {span} hint epochs counted")
         if kids["capped"].astype(bool).any():
@@ -522,7 +536,7 @@ def _note(claim, kind, verdict, fam, row, thr, n_coll, part, quant="all") -> str
         elif kids["peaked_last"].astype(bool).any():
             parts.append(f"{int(kids['peaked_last'].sum())} of {len(kids)} networks peaked at their last "
                          "epoch (fixed schedule): their time to 99% may be a lower bound")
-    unit = "epochs" if claim == "C4a" else "points"
+    unit = "epochs" if claim in EPOCH_CLAIMS else "points"
     if row["n"] < 2:
         parts.append(f"{int(row['n'])} seed(s): a CI needs at least 2")
     nz = fam[(fam["ci_low"] > 0) | (fam["ci_high"] < 0)]

@@ -11,7 +11,7 @@ Example:
 """
 from __future__ import annotations
 
-from .claims import _RULES, CLAIMS, MARGIN, MUCH, ClaimsReport, check_claims
+from .claims import _RULES, CLAIMS, EPOCH_CLAIMS, MARGIN, MUCH, ClaimsReport, check_claims
 
 __all__ = ["explain", "summary_markdown", "noise_glue", "c4a_sensitivity_text", "claims_by_model", "model_verdict_text", "not_run_text",
            "protocol_text", "setting_text", "plot_claim", "plot_c2_by_block", "plot_cka"]
@@ -21,7 +21,7 @@ def explain(rep: ClaimsReport, claim: str, dataset: str) -> str:
     """What would change a data set's verdict: the margin at which it flips, or the seeds it needs."""
     v = rep.verdicts
     r = v[(v["claim"] == claim) & (v["dataset"] == dataset) & (v["level"] == "data set")].iloc[0]
-    unit = "epochs" if claim == "C4a" else "points"
+    unit = "epochs" if claim in EPOCH_CLAIMS else "points"
     if r["verdict"] == "not testable: no control":
         if str(r.get("note", "")).startswith("no networks"):
             return "Its grid has not been trained yet: neither the children nor the control are stored."
@@ -52,9 +52,10 @@ def explain(rep: ClaimsReport, claim: str, dataset: str) -> str:
     lo, hi = r["ci_low"], r["ci_high"]
     bound = (lo if holds else hi) if kind == "greater" else (hi if holds else lo)
     above = (kind == "greater") == holds          # the verdict changes if the threshold rises above the bound
-    value = -bound if claim == "C4a" else bound   # C4a's threshold is -epoch_margin
-    above = (not above) if claim == "C4a" else above
-    name = {"C2": "'much'", "C3": "the margin", "C4a": "'faster'", "C4b": "the margin"}[claim]
+    epochs = claim in EPOCH_CLAIMS                # their threshold is -epoch_margin
+    value = -bound if epochs else bound
+    above = (not above) if epochs else above
+    name = {"C2": "'much'", "C3": "the margin", "C4a": "'faster'", "C4b": "the margin", "C5": "'faster'"}[claim]
     if value <= 0:
         return (f"No positive {name} would change it: the 95% CI of {r['contrast']} lies entirely "
                 f"{'below' if hi <= 0 else 'above'} zero.")
@@ -67,7 +68,7 @@ def summary_markdown(rep: ClaimsReport, claim: str) -> str:
     """A claim's verdict per data set as Markdown bullets: verdict, deciding contrast with estimate,
     95% CI, p, n, the note, and what would change it (:func:`explain`)."""
     v = rep.verdicts
-    unit = "epochs" if claim == "C4a" else "points"
+    unit = "epochs" if claim in EPOCH_CLAIMS else "points"
     lines = []
     for r in v[(v["claim"] == claim) & (v["level"] == "data set")].itertuples():
         text = f"- **{r.dataset}**: *{r.verdict}*"
@@ -193,7 +194,7 @@ def protocol_text(sensitivity, effects) -> str:
         shifts = []
         for _, r in big.iterrows():
             o = ours.loc[(r["dataset"], r["claim"])]
-            if o["estimate"] == o["estimate"] and abs(r["estimate"] - o["estimate"]) >= 0.5 and r["claim"] != "C4a":
+            if o["estimate"] == o["estimate"] and abs(r["estimate"] - o["estimate"]) >= 0.5 and r["claim"] not in EPOCH_CLAIMS:
                 shifts.append(f"{r['claim']} on {r['dataset']}: {o['estimate']:+.2f} with ours, "
                               f"{r['estimate']:+.2f} with the paper's protocol")
         if moved:
@@ -335,16 +336,17 @@ def _forest(ax, d, labels, colours, claim, params):
         if e == e:
             err = [[e - lo if lo == lo else 0], [hi - e if hi == hi else 0]]
             ax.errorbar(e, yi, xerr=err, fmt="o", color=c, capsize=3, ms=5)
-    thr = params["epoch_margin"] if claim == "C4a" else params["much" if claim == "C2" else "margin"]
+    epochs = claim in EPOCH_CLAIMS
+    thr = params["epoch_margin"] if epochs else params["much" if claim == "C2" else "margin"]
     if claim == "C1":
         ax.axvspan(-thr, thr, color="tab:green", alpha=0.12, label=f"margin +-{thr:g}")
     else:
-        ax.axvline(-thr if claim == "C4a" else thr, ls="--", c="k", lw=1,
-                   label=f"threshold {-thr if claim == 'C4a' else thr:+g}")
+        ax.axvline(-thr if epochs else thr, ls="--", c="k", lw=1, label=f"threshold {-thr if epochs else thr:+g}")
     ax.axvline(0, c="gray", lw=0.6)
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_ylim(-0.7, len(d) - 0.3)
-    ax.set_xlabel(("STN - RW/MW, epochs to 99%" if claim == "C4a" else "difference, accuracy points")
+    ax.set_xlabel(({"C4a": "STN - RW/MW, epochs to 99%", "C5": "MW - RW, epochs to 99%"}.get(claim)
+                   or "difference, accuracy points")
                   + " (95% CI)", fontsize=8)
     ax.legend(fontsize=7, loc="best")
 
