@@ -807,3 +807,54 @@ def test_dead_by_block_and_unstable_cells_read_the_compressed_blocks_dead_channe
     cells = claims_tables.unstable_cells(runs)
     assert list(cells["scheme"]) == ["b2 FM-RW"]
     assert cells["per_seed"].iloc[0].startswith("seed 0: 40.0% (7 of 16 dead), seed 1: 75.0% (1 of 16 dead)")
+
+
+def test_complexity_convergence_by_hand():
+    """MNIST's children reach 99% after 3 + seed epochs, CIFAR-10's after 9 + 2 * seed: Welch's
+    interval of the per-seed means by hand; a partial CIFAR-100 seed is not compared."""
+    conv = {"mnist": lambda s: 3.0 + s, "cifar10": lambda s: 9.0 + 2 * s}
+    acc = lambda s, b, i, r: 70.0  # noqa: E731
+    runs = pd.concat([make_runs(acc, range(3), conv=lambda s, b, i, r, f=f: f(s), dataset=d, control=lambda s: 70.0)
+                      for d, f in conv.items()]
+                     + [make_runs(acc, [0], dataset="cifar100").query("block <= 1")], ignore_index=True)
+    t = claims_tables.complexity_convergence(runs, epoch_margin=1.0)
+    assert t[["easier", "harder"]].values.tolist() == [["mnist", "cifar10"]]
+    a, b = np.array([9.0, 11.0, 13.0]), np.array([3.0, 4.0, 5.0])
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)                   # Welch-Satterthwaite
+    h = stats.t.ppf(0.975, df) * np.sqrt(va + vb)
+    r = t.iloc[0]
+    assert r["estimate"] == pytest.approx(7.0) and (r["ci_low"], r["ci_high"]) == pytest.approx((7.0 - h, 7.0 + h))
+    assert r["verdict"] == "holds"
+    text = claims_tables.complexity_convergence_text(t)
+    assert "cifar10 - mnist: +7.00 epochs" in text and "the claim *holds*" in text and "cifar100" in text
+    # CIFAR-10 converging as fast as MNIST: the claim does not hold
+    same = pd.concat([make_runs(acc, range(3), conv=lambda s, b, i, r: 3.0 + 0.1 * s, dataset=d) for d in conv],
+                     ignore_index=True)
+    assert claims_tables.complexity_convergence(same)["verdict"].tolist() == ["does not hold"]
+    assert "*does not hold*" in claims_tables.complexity_convergence_text(claims_tables.complexity_convergence(same))
+
+
+def test_convergence_accuracy_correlation_by_hand():
+    """RW/MW children whose accuracy rises with their epochs to 99% on every seed: rho by scipy per
+    seed, averaged on Fisher's z scale; STN children are not counted."""
+    e = noise(12, 1.0)
+
+    def conv(s, b, i, r):
+        return 5.0 + b + (e[s, b, INITS.index(i), REGIMES.index(r)] if b else 0)
+
+    def acc(s, b, i, r):
+        if not b or i == "stn":
+            return 60.0
+        return 60.0 + 2 * conv(s, b, i, r) + e[s + 5, b, INITS.index(i), REGIMES.index(r)]
+    runs = make_runs(acc, range(3), conv=conv)
+    t = claims_tables.convergence_accuracy_correlation(runs).iloc[0]
+    rhos = [stats.spearmanr([conv(s, b, i, r) for b in range(1, 6) for i in ("random", "mean") for r in REGIMES],
+                            [acc(s, b, i, r) for b in range(1, 6) for i in ("random", "mean") for r in REGIMES]).statistic
+            for s in range(3)]
+    z = np.arctanh(rhos)
+    _, _, _, _, (lo, hi) = by_hand(z)
+    assert (t["n"], t["networks"]) == (3, 60)
+    assert t["rho"] == pytest.approx(np.tanh(z.mean())) and (t["ci_low"], t["ci_high"]) == pytest.approx(
+        (np.tanh(lo), np.tanh(hi)))
+    assert "cifar10: rho +" in claims_tables.convergence_accuracy_text(claims_tables.convergence_accuracy_correlation(runs))
