@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from triage import claims, claims_chapter, claims_tables, report
+from triage import claims, claims_chapter, claims_convergence, claims_tables, report
 
 INITS = ("random", "mean", "stn")
 REGIMES = ("frozen", "thawed")
@@ -817,7 +817,7 @@ def test_complexity_convergence_by_hand():
     runs = pd.concat([make_runs(acc, range(3), conv=lambda s, b, i, r, f=f: f(s), dataset=d, control=lambda s: 70.0)
                       for d, f in conv.items()]
                      + [make_runs(acc, [0], dataset="cifar100").query("block <= 1")], ignore_index=True)
-    t = claims_tables.complexity_convergence(runs, epoch_margin=1.0)
+    t = claims_convergence.complexity_convergence(runs, epoch_margin=1.0)
     assert t[["easier", "harder"]].values.tolist() == [["mnist", "cifar10"]]
     a, b = np.array([9.0, 11.0, 13.0]), np.array([3.0, 4.0, 5.0])
     va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
@@ -826,13 +826,13 @@ def test_complexity_convergence_by_hand():
     r = t.iloc[0]
     assert r["estimate"] == pytest.approx(7.0) and (r["ci_low"], r["ci_high"]) == pytest.approx((7.0 - h, 7.0 + h))
     assert r["verdict"] == "holds"
-    text = claims_tables.complexity_convergence_text(t)
+    text = claims_convergence.complexity_convergence_text(t)
     assert "cifar10 - mnist: +7.00 epochs" in text and "the claim *holds*" in text and "cifar100" in text
     # CIFAR-10 converging as fast as MNIST: the claim does not hold
     same = pd.concat([make_runs(acc, range(3), conv=lambda s, b, i, r: 3.0 + 0.1 * s, dataset=d) for d in conv],
                      ignore_index=True)
-    assert claims_tables.complexity_convergence(same)["verdict"].tolist() == ["does not hold"]
-    assert "*does not hold*" in claims_tables.complexity_convergence_text(claims_tables.complexity_convergence(same))
+    assert claims_convergence.complexity_convergence(same)["verdict"].tolist() == ["does not hold"]
+    assert "*does not hold*" in claims_convergence.complexity_convergence_text(claims_convergence.complexity_convergence(same))
 
 
 def test_convergence_accuracy_correlation_by_hand():
@@ -848,7 +848,7 @@ def test_convergence_accuracy_correlation_by_hand():
             return 60.0
         return 60.0 + 2 * conv(s, b, i, r) + e[s + 5, b, INITS.index(i), REGIMES.index(r)]
     runs = make_runs(acc, range(3), conv=conv)
-    t = claims_tables.convergence_accuracy_correlation(runs).iloc[0]
+    t = claims_convergence.convergence_accuracy_correlation(runs).iloc[0]
     rhos = [stats.spearmanr([conv(s, b, i, r) for b in range(1, 6) for i in ("random", "mean") for r in REGIMES],
                             [acc(s, b, i, r) for b in range(1, 6) for i in ("random", "mean") for r in REGIMES]).statistic
             for s in range(3)]
@@ -857,4 +857,4 @@ def test_convergence_accuracy_correlation_by_hand():
     assert (t["n"], t["networks"]) == (3, 60)
     assert t["rho"] == pytest.approx(np.tanh(z.mean())) and (t["ci_low"], t["ci_high"]) == pytest.approx(
         (np.tanh(lo), np.tanh(hi)))
-    assert "cifar10: rho +" in claims_tables.convergence_accuracy_text(claims_tables.convergence_accuracy_correlation(runs))
+    assert "cifar10: rho +" in claims_convergence.convergence_accuracy_text(claims_convergence.convergence_accuracy_correlation(runs))
