@@ -278,7 +278,7 @@ def plot_claim(rep: ClaimsReport, claim: str, detail: bool = False, ax=None, tit
 
     Args:
         rep: :func:`triage.claims.check_claims`'s report.
-        claim: C1 | C2 | C3 | C4a | C4b.
+        claim: C1 | C2 | C3 | C4a | C4b | C5.
         detail: every contrast of the claim (each block pair, each configuration), one panel per
             data set, instead of the deciding contrast per data set and regime.
         ax: a matplotlib Axes (not with ``detail``); None: a new figure sized to the rows.
