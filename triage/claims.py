@@ -79,7 +79,7 @@ from .contrasts import holm as _holm, mde as _mde, paired_contrast as _contrast
 from .contrasts import seeds_needed as _seeds_needed, simultaneous_ci as _simultaneous_ci
 
 __all__ = ["VERDICTS", "CLAIMS", "PAPER", "MARGIN", "MUCH", "EPOCH_MARGIN", "EPOCH_CLAIMS", "COLLAPSE",
-           "ClaimsReport", "check_claims", "measures", "collapsed_networks"]
+           "ClaimsReport", "check_claims", "measures", "collapsed_networks", "compressed_dead"]
 
 VERDICTS = ("holds", "does not hold", "not testable at this n", "not testable: no control")
 CLAIMS = {
@@ -181,7 +181,6 @@ def _tidy(runs, collapse: float = COLLAPSE, count_hint: bool = True, measure: st
     collapsed, capped, cka, dead (dead block-1 channels), dead_c and channels (a child's dead
     channels at its compressed block's output, and that block's width)."""
     import numpy as np
-    import pandas as pd
     m = measures(runs, measure)
     t = runs[runs["seed"].notna()].reset_index(drop=True)
     block = t["block"].astype(int)
@@ -206,17 +205,7 @@ def _tidy(runs, collapse: float = COLLAPSE, count_hint: bool = True, measure: st
     if scheme is None:
         scheme = np.where(block > 0, [f"{_SHORT.get(r, r)}-{_SHORT.get(i, i)}" for i, r in zip(init, regime)],
                           np.where(role == "control", "Control", "Base"))
-    # the compressed block's own dead channels and width; a block-1 child's are its dead_block1
-    # (recorded before dead_compressed was), of the VGG's 64 * width channels
-    nan = pd.Series(np.nan, index=t.index)
-    dead_c = t["dead_compressed"] if "dead_compressed" in t else nan
-    channels = t["compressed_channels"] if "compressed_channels" in t else nan
-    if "dead_block1" in t:
-        first = (block == 1) & dead_c.isna()
-        dead_c = dead_c.where(~first, t["dead_block1"])
-        vgg = t["model"].fillna("vgg16_bn") == "vgg16_bn" if "model" in t else True
-        if "width" in t:
-            channels = channels.where(~(first & vgg & channels.isna()), (64 * t["width"]).round())
+    dead_c, channels = compressed_dead(t)
     out = t[["dataset", "seed"]].assign(
         role=role, block=block, init=init, regime=regime, acc=100 * t[m["accuracy"]].astype(float),
         conv=conv, hint=hint, peaked_last=peaked, majority_frac=maj,
@@ -228,6 +217,24 @@ def _tidy(runs, collapse: float = COLLAPSE, count_hint: bool = True, measure: st
         name=name if name is not None else "", scheme=scheme)
     out["seed"] = out["seed"].astype(int)
     return out.dropna(subset=["acc"]).reset_index(drop=True)
+
+
+def compressed_dead(t):
+    """A runs table's dead channels at each child's compressed block and that block's width, as two
+    Series (NaN where not recorded). A block-1 child recorded before ``dead_compressed`` existed
+    has it as its ``dead_block1``, of the VGG's 64 * width channels."""
+    import numpy as np
+    import pandas as pd
+    nan = pd.Series(np.nan, index=t.index)
+    dead = t["dead_compressed"] if "dead_compressed" in t else nan
+    channels = t["compressed_channels"] if "compressed_channels" in t else nan
+    if "dead_block1" in t:
+        first = (t["block"].astype(int) == 1) & dead.isna()
+        dead = dead.where(~first, t["dead_block1"])
+        vgg = t["model"].fillna("vgg16_bn") == "vgg16_bn" if "model" in t else True
+        if "width" in t:
+            channels = channels.where(~(first & vgg & channels.isna()), (64 * t["width"]).round())
+    return dead, channels
 
 
 def _wide(t, value: str, keep_collapsed: bool = False):

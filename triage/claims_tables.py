@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .claims import _INITS, _SHORT, COLLAPSE, MUCH, _cols, _matched, _tidy, _wide, check_claims
+from .claims import _INITS, _SHORT, COLLAPSE, MUCH, _cols, _matched, _tidy, _wide, check_claims, compressed_dead
 from .contrasts import paired_contrast, simultaneous_ci
 
 __all__ = ["seed_sd", "unstable_cells", "unstable_text", "dead_channel_text", "dead_by_block", "dead_by_block_text", "device_spread_text", "block_effect", "cka_bases", "fig3_cka",
@@ -512,7 +512,6 @@ def child_lr_pairs(table, block: int | None = None, regime: str = "frozen"):
         dead_initial, dead_continue (dead channels of the compressed block, ``dead_compressed``,
         or for block 1 ``dead_block1``; NaN where not recorded), channels, one row per pair.
     """
-    import numpy as np
     import pandas as pd
     cols = ["dataset", "block", "seed", "init", "device", "acc_initial", "acc_continue", "dead_initial",
             "dead_continue", "channels"]
@@ -522,12 +521,7 @@ def child_lr_pairs(table, block: int | None = None, regime: str = "frozen"):
     if block is not None:
         t = t[t["block"] == block]
     t["device"] = t["device"].fillna("cpu") if "device" in t else "cpu"
-    nan = pd.Series(np.nan, index=t.index)
-    dead = t["dead_compressed"] if "dead_compressed" in t else nan
-    if "dead_block1" in t:
-        dead = dead.where(dead.notna() | (t["block"] != 1), t["dead_block1"])
-    t["dead"] = dead
-    t["channels"] = t["compressed_channels"] if "compressed_channels" in t else nan
+    t["dead"], t["channels"] = compressed_dead(t)
     rows = []
     for (dataset, b, seed, init, device), g in t.groupby(["dataset", "block", "seed", "init", "device"], sort=True):
         a, c = g[g["child_lr"] == "initial"], g[g["child_lr"] == "continue"]
