@@ -531,7 +531,9 @@ def test_unstable_cells_by_hand():
     assert claims_tables.unstable_cells(runs, spread=50.0).empty
     assert "No cell" in claims_tables.unstable_text(claims_tables.unstable_cells(runs, spread=50.0), 50.0)
     assert c["per_seed"] == "seed 0: 74.5%, seed 1: 24.8%, seed 2: 68.0%"   # no dead_block1 column
-    assert claims_tables.dead_channel_text(runs) == "Dead block-1 channels are not recorded in these results."
+    assert claims_tables.dead_by_block(runs).empty       # nothing recorded, nothing said
+    assert claims_tables.dead_by_block_text(claims_tables.dead_by_block(runs)) == \
+        "Dead channels at the compressed block are not recorded in these results."
     # the dead block-1 channels of 8 (width 1/8): seed 1's b1 FM-MW has 5, every other network 0 or 1
     runs = runs.assign(width=0.125, dead_block1=np.where(
         (runs["block"] == 1) & (runs["init"] == "mean") & (runs["regime"] == "frozen") & (runs["seed"] == 1), 5,
@@ -539,11 +541,17 @@ def test_unstable_cells_by_hand():
     runs.loc[(runs["block"] == 1) & (runs["init"] == "stn") & (runs["seed"] == 2), "dead_block1"] = np.nan
     c = claims_tables.unstable_cells(runs).iloc[0]
     assert c["per_seed"] == "seed 0: 74.5% (0 of 8 dead), seed 1: 24.8% (5 of 8 dead), seed 2: 68.0% (0 of 8 dead)"
-    text = claims_tables.dead_channel_text(runs)
-    # block-1 children only: FM 9 networks (one without the measure), TM 8 with it
-    assert ("cifar10 (8 channels): 1 FM block-1 network(s) with at least 2 dead reach 24.8-24.8%, the 7 other "
-            "FM block-1 networks 68.0-74.5%; TM block-1 networks have at most 1 dead and reach 70.0-71.0% "
-            "(2 network(s) without the measure)") in text
+    # runs from before dead_compressed: block-1 children fall back to dead_block1 (64/8 = 8 channels),
+    # the other blocks are unknown. FM block 1: 9 networks, one without the measure; TM 8 with it
+    t = claims_tables.dead_by_block(runs).set_index(["block", "regime"])
+    assert list(t.index) == [(1, "FM"), (1, "TM")]
+    fm, tm = t.loc[(1, "FM")], t.loc[(1, "TM")]
+    assert (fm["channels"], fm["networks"], fm["many"], fm["dead_max"], fm["unknown"]) == (8, 8, 1, 5, 1)
+    assert (fm["acc_many"], fm["acc_rest"]) == ("24.8-24.8", "68.0-74.5")
+    assert (tm["networks"], tm["dead_max"], tm["unknown"]) == (8, 1, 1)
+    text = claims_tables.dead_by_block_text(claims_tables.dead_by_block(runs))
+    assert ("**cifar10**, FM: block 1: 1 of 8 with at least 2 of 8 dead reach 24.8-24.8%, the others 68.0-74.5%. "
+            "TM: at most 1 of 8 dead (block 1) (2 network(s) without the measure)") in text
 
 
 def test_device_spread_text_by_hand():

@@ -18,7 +18,7 @@ from pathlib import Path
 from .claims import _INITS, _SHORT, COLLAPSE, MUCH, _cols, _matched, _tidy, _wide, check_claims, compressed_dead
 from .contrasts import paired_contrast, simultaneous_ci
 
-__all__ = ["seed_sd", "unstable_cells", "unstable_text", "dead_channel_text", "dead_by_block", "dead_by_block_text", "device_spread_text", "block_effect", "cka_bases", "fig3_cka",
+__all__ = ["seed_sd", "unstable_cells", "unstable_text", "dead_by_block", "dead_by_block_text", "device_spread_text", "block_effect", "cka_bases", "fig3_cka",
            "c2_by_block", "c2_by_block_text", "PROTOCOLS", "protocol_sensitivity", "protocol_effects", "base_fit", "child_lr_pairs", "child_lr_text"]
 
 # Our protocol and the paper's two choices that can be put back on our runs: its accuracy
@@ -115,45 +115,6 @@ def unstable_text(cells, spread: float = 10.0) -> str:
     return (f"Cells whose accuracy spans more than {spread:g} points across seeds: " + "; ".join(parts) + ".")
 
 
-def dead_channel_text(runs, collapse: float = COLLAPSE) -> str:
-    """What the dead block-1 channels (``dead_block1``, :func:`triage.similarity.dead_channels`)
-    say about the block-1 children that barely trained: FM networks with at least a quarter of
-    their compressed block-1 channels dead against the others, and the most any TM network has,
-    per data set.
-
-    Under FM every layer after the compressed one is frozen, so block 2 cannot make up for the
-    channels block 1 lost; under TM it can. Networks without the column's value (trained before
-    it was recorded, with their weights elsewhere) are left out and counted.
-    """
-    if "dead_block1" not in runs.columns or runs["dead_block1"].isna().all():
-        return "Dead block-1 channels are not recorded in these results."
-    t = _tidy(runs, collapse)
-    width = runs.groupby("dataset")["width"].first() if "width" in runs else None
-    parts = []
-    for dataset, g in t[t["role"] == "child"].groupby("dataset", sort=False):
-        g = g[g["block"] == 1]    # the compressed layer is block 1's only in block-1 children
-        known = g[g["dead"].notna()]
-        if known.empty:
-            continue
-        ch = int(round(64 * float(width[dataset]))) if width is not None and dataset in width else None
-        quarter = (ch / 4) if ch else 2
-        fm, tm = known[known["regime"] == "frozen"], known[known["regime"] == "thawed"]
-        many, few = fm[fm["dead"] >= quarter], fm[fm["dead"] < quarter]
-
-        def span(x):
-            return f"{x['acc'].min():.1f}-{x['acc'].max():.1f}%" if len(x) else "none"
-        text = (f"{dataset} ({ch} channels): {len(many)} FM block-1 network(s) with at least {quarter:g} dead "
-                f"reach {span(many)}, the {len(few)} other FM block-1 networks {span(few)}")
-        if len(tm):
-            text += f"; TM block-1 networks have at most {int(tm['dead'].max())} dead and reach {span(tm)}"
-        missing = len(g) - len(known)
-        parts.append(text + (f" ({missing} network(s) without the measure)" if missing else ""))
-    if not parts:
-        return "Dead block-1 channels are not recorded for any compressed network."
-    return ("**Dead block-1 channels** (zero on all 500 probe images, so their gradient is zero too and "
-            "training cannot revive them): " + "; ".join(parts) + ".")
-
-
 def dead_by_block(runs, share: float = 0.25, collapse: float = COLLAPSE):
     """Dead channels at the compressed block's output (``dead_compressed``), by data set, block and
     regime, and what the networks with many of them reach.
@@ -214,6 +175,9 @@ def dead_by_block_text(table, share: float = 0.25) -> str:
             worst = tm.assign(frac=tm["dead_max"] / tm["channels"]).sort_values("frac").iloc[-1]
             text += (f". TM: at most {int(worst['dead_max'])} of {int(worst['channels'])} dead "
                      f"(block {int(worst['block'])})")
+        unknown = int(g["unknown"].sum())
+        if unknown:   # trained before the measure existed, with their weights elsewhere
+            text += f" ({unknown} network(s) without the measure)"
         parts.append(text)
     return "Dead channels of the compressed block (zero on all 500 probe images): " + ". ".join(parts) + "."
 
