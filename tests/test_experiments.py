@@ -139,10 +139,19 @@ def test_interrupted_run_resumes_from_last_epoch(mnist_base, store, monkeypatch)
     assert (d / "checkpoint.pt").exists() and not (d / "summary.json").exists()
     first = pd.read_csv(d / "metrics.csv")
     assert len(first) == 1
+    # the checkpoint names the arithmetic it trained in; a resume keeps it even where "auto"
+    # would now resolve otherwise (a run moved to a machine with or without native bf16)
+    ckpt = torch.load(d / "checkpoint.pt", weights_only=False)
+    here = ex.DTYPES[ex.autocast_dtype("cpu", cfg.precision)]
+    assert ckpt["autocast"] == here
+    other = "float32" if here == "bfloat16" else "bfloat16"
+    torch.save({**ckpt, "autocast": other}, d / "checkpoint.pt")
     monkeypatch.setattr(ex, "train_one_epoch", real)
     logs = []
     run(cfg, store, progress=False, log=logs.append)
     assert any("resuming after epoch 1" in m for m in logs)
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["autocast"] == other and summary["hardware"] == ex.hardware("cpu")
     final = pd.read_csv(d / "metrics.csv")
     assert len(final) == 2
     pd.testing.assert_frame_equal(final.iloc[:1], first)  # epoch 1 was not retrained

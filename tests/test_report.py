@@ -437,6 +437,11 @@ def test_mixed_device_text_names_only_seeds_whose_children_used_two_devices():
                          "block": [0, 1, 2, 3, 0, 1, 2], "device": ["cuda", "cuda", "cpu", "cpu", "cuda", "cpu", "cpu"]})
     assert tables.mixed_device_text(tables.device_mix(runs)) == "cifar10 seed 0: 1 of 3 on cuda"
     assert tables.mixed_device_text(tables.device_mix(runs[runs.seed == 1])) == "none"
+    # seed 1's children on one device but in two arithmetics: mixed too; unrecorded runs keep the device alone
+    runs["autocast"] = [None, None, None, None, "bfloat16", "float32", "bfloat16"]
+    m = tables.device_mix(runs)
+    assert m.loc[("cifar10", 1, "child")].to_dict() == {"cpu": 0, "cpu bf16": 1, "cpu fp32": 1, "cuda": 0, "cuda bf16": 0}
+    assert tables.mixed_device_text(tables.device_mix(runs[runs.seed == 1])) == "cifar10 seed 1: 1 of 2 on cpu bf16"
 
 
 def test_device_repeats_text_by_hand():

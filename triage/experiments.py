@@ -39,10 +39,9 @@ from .loaders import get_split_loaders
 from .init import INITS, initialise  # noqa: F401
 from .models import VGG, vgg16_bn
 from .surgery import compress_block, compress_blocks  # noqa: F401  (compress_block: kept importable here)
-from .train import (REGIMES, apply_regime, autocast_dtype, epochs_to_fraction, evaluate,  # noqa: F401
-                    make_optimizer,
-                    make_scheduler, predict, rng_state, seed_everything, set_rng_state, summarise,
-                    train_one_epoch)
+from .train import (DTYPES, REGIMES, apply_regime, autocast_dtype, epochs_to_fraction, evaluate,  # noqa: F401
+                    hardware, make_optimizer, make_scheduler, predict, rng_state, seed_everything,
+                    set_rng_state, summarise, train_one_epoch)
 
 __all__ = ["HParams", "TABLE1", "TABLE2", "Profile", "PROFILES", "RunConfig", "make_config",
            "ConfigError", "RunStore", "run", "load_model", "build_model", "check_model_data",
@@ -193,7 +192,12 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
     if done is not None:
         return done
 
+    ckpt_path = run_dir / "checkpoint.pt"
+    ckpt = torch.load(ckpt_path, map_location=device, weights_only=False) if ckpt_path.exists() else None
     amp = autocast_dtype(device, cfg.precision)
+    if ckpt is not None and "autocast" in ckpt:
+        # "auto" resolves by the machine; a run resumed elsewhere keeps the arithmetic it began with
+        amp = {v: k for k, v in DTYPES.items()}[ckpt["autocast"]]
     # channels_last is what makes bf16 convs fast on CPU (oneDNN) and on tensor cores.
     channels_last = amp is not None
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -207,8 +211,6 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
     _prepare_folder(run_dir, cfg, device)
 
     seed_everything(cfg.seed)
-    ckpt_path = run_dir / "checkpoint.pt"
-    ckpt = torch.load(ckpt_path, map_location=device, weights_only=False) if ckpt_path.exists() else None
     parent_dir = (run(cfg.parent(), store, data_root=data_root, device=device, progress=progress, log=log,
                       cache=cache) if cfg.is_child else None)
     model, parent, stn_losses = _start_model(cfg, store, parent_dir, ckpt, train_loader, amp, memory_format,
@@ -320,7 +322,7 @@ def _train_epochs(cfg: RunConfig, model: VGG, opt, sched, ckpt, stn_losses: list
         atomic_torch_save(run_dir / "checkpoint.pt", {
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
-            "rows": rows, "stn_losses": stn_losses, "best": best})
+            "rows": rows, "stn_losses": stn_losses, "best": best, "autocast": DTYPES[amp]})
         if cfg.stopping == "plateau" and _plateau_stop(rows, opt.param_groups[0]["lr"], cfg, best["epoch"]):
             stop_reason = "converged"
             break
@@ -350,6 +352,9 @@ def _finish_run(cfg: RunConfig, model: VGG, parent: VGG | None, rows: list[dict]
         "val_images": val_loader.dataset_size if val_loader is not None else 0,
         # a network that answers (almost) the same class for every input is a failure, not a result
         "majority_frac": float(counts.max()) / max(len(preds), 1),
+        # what precision="auto" became here (bf16 needs native support on a CPU), and on what:
+        # one seed's networks trained in different arithmetic differ as if on another device
+        "autocast": DTYPES[amp], "hardware": hardware(device),
     })
     from .similarity import block1_record, dead_compressed
     base_model = parent if parent is not None else model

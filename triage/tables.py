@@ -377,16 +377,27 @@ def device_repeats(root=None, profile: str = "campaign"):
     return pd.DataFrame(rows, columns=cols)
 
 
+_ARITH = {"bfloat16": "bf16", "float32": "fp32", "float16": "fp16"}
+
+
 def device_mix(runs):
     """Where the grid's networks trained: one row per data set, seed and kind (base, control,
     child) with a column per device, counting networks. A device offset is a confound only
     where one seed's children trained on more than one device.
+
+    The device is named with its arithmetic where the run recorded it (``autocast``, e.g.
+    "cpu fp32": ``precision="auto"`` gives bf16 only on CPUs with native bf16), and alone
+    where it did not (runs from before it was recorded).
     """
     import pandas as pd
     if runs.empty or "device" not in runs.columns:
         return pd.DataFrame()
     kind = runs["name"].where(runs["block"] == 0, "child")
-    return (runs.assign(kind=kind, device=runs["device"].fillna("?"))
+    device = runs["device"].fillna("?")
+    if "autocast" in runs.columns:
+        arith = runs["autocast"].map(_ARITH)
+        device = device.where(arith.isna(), device + " " + arith.fillna(""))
+    return (runs.assign(kind=kind, device=device)
             .pivot_table(index=["dataset", "seed", "kind"], columns="device", values="key", aggfunc="count",
                          fill_value=0))
 

@@ -30,7 +30,7 @@ __all__ = [
     "REGIMES", "apply_regime", "set_train_mode", "trainable_parameters", "autocast_dtype",
     "train_one_epoch", "evaluate", "make_optimizer", "make_scheduler", "epochs_to_fraction",
     "summarise", "seed_everything", "KerasReduceLROnPlateau", "CachedFeatures", "predict",
-    "rng_state", "set_rng_state",
+    "rng_state", "set_rng_state", "hardware", "DTYPES",
 ]
 
 REGIMES = ("frozen", "thawed")
@@ -136,6 +136,43 @@ def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch
         amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
         return torch.bfloat16 if (native or amx) else None
     return None
+
+
+# the names a run records for its arithmetic, and back (a checkpoint stores the name)
+DTYPES = {None: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+def hardware(device: torch.device | str) -> str:
+    """What the arithmetic ran on, in one line: the GPU's name, or the CPU's model, family and
+    model numbers and the widest vector unit torch uses on it (with "bf16" where it has native
+    bf16). ``precision="auto"`` resolves by this, so a run records it beside its config.
+
+    >>> hardware("cpu")                                   # doctest: +SKIP
+    'AMD EPYC (family 25 model 1), AVX2'
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+                if key.strip() == "flags":
+                    break
+    except OSError:
+        pass
+    import platform
+    name = info.get("model name") or platform.processor() or "unknown CPU"
+    if "cpu family" in info and "model" in info:
+        name += f" (family {info['cpu family']} model {info['model']})"
+    text = f"{name}, {torch.backends.cpu.get_cpu_capability()}"
+    if getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
+        text += " bf16"
+    if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
+        text += " AMX"
+    return text
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
