@@ -784,7 +784,17 @@ def test_c2_by_block_by_hand():
     # one seed is no interval: undecided, and the text says there is nothing to break down
     one = claims_tables.c2_by_block(make_runs(acc, [0]), much=5.0)
     assert (one["reading"] == "undecided at this n").all()
-    assert claims_tables.c2_by_block_text(one).startswith("No data set has two seeds")
+    text = claims_tables.c2_by_block_text(one)
+    d = [block_means(acc, [0], b, "thawed")[0] - block_means(acc, [0], b, "frozen")[0] for b in range(1, 6)]
+    assert text.startswith("No data set has two seeds") and text.endswith(
+        "One seed has no interval: **cifar10** (one seed: " + ", ".join(f"block {b} {v:+.1f}" for b, v in
+                                                                      zip(range(1, 6), d)) + ").")
+    assert abs(d[0] - 20.0) < 2 and abs(d[1] - 0.5) < 2     # the gaps put in, up to noise
+    # beside a data set with an interval, a one-seed data set is named after it
+    mnist = one.assign(dataset="mnist")
+    both = claims_tables.c2_by_block_text(pd.concat([t, mnist], ignore_index=True), much=5.0)
+    assert "not much worse at blocks 2, 3, 4, 5." in both and "One seed has no interval: **mnist**" in both
+    assert claims_tables.c2_by_block_text(t.iloc[:0]).startswith("No data set has a seed")
 
 
 def test_dead_by_block_and_unstable_cells_read_the_compressed_blocks_dead_channels():

@@ -274,8 +274,15 @@ def c2_by_block(runs, alpha: float = 0.05, much: float = MUCH, collapse: float =
 def c2_by_block_text(table, much: float = MUCH) -> str:
     """:func:`c2_by_block` in words: per data set, the blocks where FM is much worse, where it is
     not, and where the seeds cannot tell yet."""
-    if table is None or table.empty or not table["n"].ge(2).any():
-        return "No data set has two seeds that trained both regimes of a block: no breakdown yet."
+    if table is None or table.empty or not table["n"].ge(1).any():
+        return "No data set has a seed that trained both regimes of a block: no breakdown yet."
+    # a data set with one complete seed so far: its differences are shown, without an interval
+    one = [f"**{dataset}** (one seed: " + ", ".join(f"block {int(r.block)} {r.estimate:+.1f}" for r in g.itertuples())
+           + ")" for dataset, g in table[table["n"] == 1].groupby("dataset", sort=False)
+           if not (table.loc[table["dataset"] == dataset, "n"] >= 2).any()]
+    tail = (" One seed has no interval: " + "; ".join(one) + ".") if one else ""
+    if not table["n"].ge(2).any():
+        return "No data set has two seeds that trained both regimes of a block: no interval yet." + tail
     parts = []
     for dataset, g in table[table["n"] >= 2].groupby("dataset", sort=False):
         est = ", ".join(f"block {int(r.block)} {r.estimate:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}]"
@@ -288,7 +295,7 @@ def c2_by_block_text(table, much: float = MUCH) -> str:
         parts.append(f"**{dataset}** (n = {int(g['n'].min())}" + (f"-{int(g['n'].max())}" if g["n"].nunique() > 1
                      else "") + f" seeds): {est}; FM is {'; '.join(said)}")
     return ("TM - FM by block (points, 95% CI; the reading uses the simultaneous interval over the blocks "
-            f"against C2's {much:g} points): " + ". ".join(parts) + ".")
+            f"against C2's {much:g} points): " + ". ".join(parts) + "." + tail)
 
 
 def cka_bases(results=None, root=None, profile: str | None = None):
