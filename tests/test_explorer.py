@@ -104,6 +104,11 @@ def test_network_summary_lists_the_stored_facts(res, tmp_path):
     f2.runs["compressed_channels"] = np.where(f2.runs["block"] == 3, 32.0, np.nan)
     b3 = explorer_views.find_network(f2, "cifar10", 3, "random", "frozen", 0)
     assert explorer_views.network_summary(f2, b3)["dead channels of the compressed block 3"] == "6 of 32"
+    assert "arithmetic" not in out                                             # not recorded here
+    f2.runs["device"], f2.runs["autocast"], f2.runs["hardware"] = "cpu", "float32", "AMD EPYC (family 25 model 1), AVX2"
+    b3 = explorer_views.find_network(f2, "cifar10", 3, "random", "frozen", 0)
+    out = explorer_views.network_summary(f2, b3)
+    assert (out["device"], out["arithmetic"], out["hardware"]) == ("cpu", "float32", "AMD EPYC (family 25 model 1), AVX2")
 
 
 def test_config_of_a_stored_row_has_its_key(res):
