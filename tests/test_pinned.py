@@ -5,8 +5,10 @@ A campaign restarts from main each session and finds its finished networks by th
 config hash, so a moved field, a renamed default or a changed RNG order would orphan
 hours of training. These tests pass before and after any restructuring of ``triage/``.
 
-The pins live in ``tests/pinned/``. To re-pin after an *intended* change of a hash or
-a number, run ``python tests/test_pinned.py --write`` and say why in the commit.
+The pins live in ``tests/pinned/``, the smoke grid's numbers once per arithmetic (bf16 on a CPU
+with native bf16, fp32 elsewhere). To re-pin after an *intended* change of a hash or a number,
+run ``python tests/test_pinned.py --write`` (on a machine of each arithmetic) and say why in the
+commit.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import torch
 from triage.experiments import PROFILES, RunStore
 from triage.executors import run_grid
 from triage.grid import expand_grid
+from triage.train import DTYPES, autocast_dtype
 
 PINNED = Path(__file__).resolve().parent / "pinned"
 DATASETS = ("mnist", "cifar10", "cifar100", "stanford_dogs")
@@ -68,7 +71,16 @@ def smoke_metrics(root: Path) -> dict:
 
 
 def machine() -> dict:
-    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    """What the smoke grid's numbers depend on: torch, the CPU's vector unit, and the arithmetic
+    ``precision="auto"`` gives there (bf16 only on a CPU with native bf16)."""
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "autocast": DTYPES[autocast_dtype("cpu")]}
+
+
+def pin_for(pins: list[dict], here: dict) -> dict | None:
+    """The pin made on this very machine, else one made in the same arithmetic, else None."""
+    same = [p for p in pins if p["machine"] == here]
+    return (same or [p for p in pins if p["machine"]["autocast"] == here["autocast"]] or [None])[0]
 
 
 def test_every_profile_address_is_pinned():
@@ -82,14 +94,29 @@ def test_every_profile_address_is_pinned():
     assert "cifar10/0/base-1da443184428" in now["cpu/vgg16_bn"]
 
 
+def test_pin_for_prefers_this_machine_then_its_arithmetic():
+    bf16_a = {"machine": {"autocast": "bfloat16", "cpu_capability": "AVX512", "torch": "t"}, "metrics": "a"}
+    bf16_b = {"machine": {"autocast": "bfloat16", "cpu_capability": "AMX", "torch": "t"}, "metrics": "b"}
+    fp32 = {"machine": {"autocast": "float32", "cpu_capability": "AVX2", "torch": "t"}, "metrics": "c"}
+    pins = [bf16_a, bf16_b, fp32]
+    assert pin_for(pins, bf16_b["machine"]) is bf16_b                         # the very machine
+    assert pin_for(pins, {**fp32["machine"], "cpu_capability": "AVX512"}) is fp32   # same arithmetic
+    assert pin_for([bf16_a], fp32["machine"]) is None                         # no pin of its arithmetic
+
+
 def test_smoke_grid_numbers_are_pinned(tmp_path, triage_cache, shared_data, monkeypatch):
     monkeypatch.setenv("TRIAGE_DATA", str(shared_data))
-    pinned = json.loads((PINNED / "smoke_metrics.json").read_text())
+    pins = json.loads((PINNED / "smoke_metrics.json").read_text())["pins"]
+    pinned = pin_for(pins, machine())
+    # fp32 and bf16 runs part from the first step (0.2 apart in training loss by epoch 5), so each
+    # arithmetic has its own pin; a machine in neither is told how to add one
+    assert pinned is not None, (f"no pin in {machine()['autocast']} (pinned: "
+                                f"{[p['machine'] for p in pins]}): run python tests/test_pinned.py --write here")
     now = smoke_metrics(tmp_path / "runs")
     assert sorted(now) == sorted(pinned["metrics"])
     if machine() != pinned["machine"]:
-        # bf16 kernels differ between CPU instruction sets and torch builds: bit equality
-        # is promised on the machine that pinned; elsewhere only closeness is checked.
+        # kernels of one arithmetic differ between CPU instruction sets and torch builds: bit
+        # equality is promised on the machine that pinned; elsewhere only closeness is checked.
         for name, cols in now.items():
             for c, values in cols.items():
                 assert values == pytest.approx(pinned["metrics"][name][c], rel=0.05, abs=0.02), (name, c)
@@ -109,6 +136,10 @@ if __name__ == "__main__" and "--write" in sys.argv:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TRIAGE_CACHE"] = str(Path(tmp) / "cache")
         metrics = smoke_metrics(Path(tmp) / "runs")
-    (PINNED / "smoke_metrics.json").write_text(json.dumps({"machine": machine(), "metrics": metrics},
-                                                          indent=1, sort_keys=True) + "\n")
+    path = PINNED / "smoke_metrics.json"
+    # one pin per arithmetic: this machine's replaces the pin of its arithmetic, the others stay
+    pins = [p for p in json.loads(path.read_text())["pins"] if p["machine"]["autocast"] != machine()["autocast"]] \
+        if path.is_file() else []
+    path.write_text(json.dumps({"pins": pins + [{"machine": machine(), "metrics": metrics}]},
+                               indent=1, sort_keys=True) + "\n")
     print(f"pinned {sum(map(len, addr.values()))} addresses and {len(metrics)} networks' metrics")
