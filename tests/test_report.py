@@ -12,6 +12,7 @@ import torch
 
 from triage import report, tables
 from triage.claims import CLAIMS, VERDICTS, check_claims
+from triage.vocabulary import is_base
 from triage.data import DataError
 from triage.experiments import (STORE_FORMAT, RunStore, build_model, make_config)
 from triage.grid import expand_grid
@@ -65,6 +66,11 @@ def test_tidy_tables_by_hand():
     assert row["delta"] == pytest.approx(0.5 + 0.02 + 0.1 - 0.7)
     c = tables.convergence_diffs(t)
     assert len(c) == 10 and np.allclose(c["diff"], 1 - (5 + 3) / 2)
+    # a control listed before its base (as an export from two stores once wrote them) is not the base
+    control = t[t["block"] == 0].assign(name="control", control=True, max_test_acc=0.9)
+    t2 = pd.concat([control, t.assign(control=False)], ignore_index=True)
+    assert list(is_base(t2)) == [False] + [b == 0 for b in t["block"]]
+    assert tables.margins(t2).equals(m)
 
 
 def test_setting_differences_against_the_paper():
@@ -337,10 +343,18 @@ def test_export_reads_runs_exported_on_another_machine(tmp_path):
     run(make_config("mnist", 0, profile="smoke", seed=0, control=True, epochs=1, **tiny), store, progress=False,
         log=lambda m: None)
     import shutil
+    # half moved: seed 0's base only exported, the control and seed 1's base still in the run store.
+    # The export writes them in one order whichever store each came from.
+    shutil.rmtree(store.path(make_config("mnist", 0, profile="smoke", seed=0, **tiny)))
+    out = report.export("smoke", runs_root=tmp_path / "gone", out=results, grid_only=False, fig3=False,
+                        log=lambda m: None)
+    mixed = {f: (out / f).read_bytes() for f in ("runs.csv", "metrics.csv", "cka_bases.csv")}
     shutil.rmtree(tmp_path / "gone")
     out = report.export("smoke", runs_root=tmp_path / "empty", out=results, grid_only=False, fig3=False,
                         log=lambda m: None)
+    assert {f: (out / f).read_bytes() for f in mixed} == mixed
     runs = pd.read_csv(out / "runs.csv")
+    assert list(zip(runs["seed"], runs["name"])) == [(0, "base"), (0, "control"), (1, "base")]
     assert sorted(runs["name"]) == ["base", "base", "control"]
     for col in ("test_acc_at_best_val", "best_val_acc", "stop_reason", "cka_block1", "majority_frac"):
         assert runs[col].notna().all(), col

@@ -9,7 +9,7 @@ Every figure names the profile (smoke/cpu/paper) that produced it.
 from __future__ import annotations
 
 from .similarity import block1_activations  # noqa: F401  (Fig. 3's activations; kept importable here)
-from .vocabulary import INIT_LABELS, REGIME_LABELS, SCHEMES
+from .vocabulary import INIT_LABELS, REGIME_LABELS, SCHEMES, is_base
 
 
 # ---- triage runs ----
@@ -455,7 +455,7 @@ def plot_curve_grid(metrics, runs, dataset, tag="", y="test_acc"):
         raise ValueError(f"no compressed {dataset} networks in the metrics")
     m["init_label"] = m["init"].map(_INIT_LABEL)
     pal = dict(zip(("RW", "MW", "STN"), sns.color_palette("tab10", 3)))
-    base = runs[(runs["dataset"] == dataset) & (runs["block"] == 0)]["max_test_acc"]
+    base = runs[(runs["dataset"] == dataset) & is_base(runs)]["max_test_acc"]
     fig, axes = plt.subplots(5, 2, figsize=(9, 11), sharex=True, sharey=True, constrained_layout=True)
     n_seeds = m["seed"].nunique()
     for (r, block), (c, regime) in ((rb, cr) for rb in enumerate(range(1, 6))
@@ -512,7 +512,7 @@ def plot_run_curves(metrics, runs, dataset, block, init=None, regime=None, tag="
                      marker="o", ax=ax)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlim(0.5, m["epoch"].max() + 0.5)  # a 1-epoch child still gets a readable axis
-    base = runs[(runs["dataset"] == dataset) & (runs["block"] == 0)]["max_test_acc"]
+    base = runs[(runs["dataset"] == dataset) & is_base(runs)]["max_test_acc"]
     if block and len(base):
         axes[0].axhline(base.mean(), ls="--", c="k", lw=1, label="base (max test)")
         axes[0].legend(fontsize=8)

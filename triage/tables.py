@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .vocabulary import GRID_SIZE
+from .vocabulary import GRID_SIZE, is_base
 
 __all__ = ["PILOT_CHILDREN", "PAPER_TRAIN_IMAGES", "PAPER_TEST_IMAGES", "PAPER_RESOLUTION",
            "margins", "regime_gaps", "convergence_diffs", "activation_similarity", "cka_bases",
@@ -38,7 +38,7 @@ PAPER_RESOLUTION = 224    # "We upsampled the inputs to (224,224,3)"
 # ----------------------------------------------------------------------------- accuracy and convergence
 
 def _bases(runs):
-    b = runs[runs["block"] == 0][["dataset", "seed", "max_test_acc"]]
+    b = runs[is_base(runs)][["dataset", "seed", "max_test_acc"]]
     return b.drop_duplicates(["dataset", "seed"]).rename(columns={"max_test_acc": "base_acc"})
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from .init import INITS
 from .train import REGIMES
 
-__all__ = ["INIT_LABELS", "REGIME_LABELS", "LABELS", "SCHEMES", "GRID_SIZE", "scheme_label"]
+__all__ = ["INIT_LABELS", "REGIME_LABELS", "LABELS", "SCHEMES", "GRID_SIZE", "scheme_label", "is_base"]
 
 INIT_LABELS = {"random": "RW", "mean": "MW", "stn": "STN"}      # triage.init's names -> the paper's
 REGIME_LABELS = {"frozen": "FM", "thawed": "TM"}                 # triage.train's names -> the paper's
@@ -24,3 +24,15 @@ GRID_SIZE = 1 + 5 * len(INITS) * len(REGIMES)
 def scheme_label(init: str, regime: str) -> str:
     """The paper's scheme label of a child, e.g. ``scheme_label("stn", "thawed") == "TM-STN"``."""
     return f"{REGIME_LABELS[regime]}-{INIT_LABELS[init]}"
+
+
+def is_base(runs):
+    """Which rows of a runs table are uncompressed bases: block 0 and not the control.
+
+    The control (the base trained again with the children's schedule) is a block-0 row too;
+    a lookup by block alone finds whichever of the two comes first in the table.
+    """
+    control = runs["control"].fillna(False).astype(bool) if "control" in runs.columns else False
+    if "name" in runs.columns:
+        control = control | (runs["name"] == "control")
+    return (runs["block"] == 0) & ~control
