@@ -145,6 +145,9 @@ def test_interrupted_run_resumes_from_last_epoch(mnist_base, store, monkeypatch)
     here = ex.DTYPES[ex.autocast_dtype("cpu", cfg.precision)]
     assert ckpt["autocast"] == here
     other = "float32" if here == "bfloat16" else "bfloat16"
+    torch.save({**ckpt, "autocast": "int8"}, d / "checkpoint.pt")
+    with pytest.raises(ex.ConfigError, match="trained in 'int8', which this triage does not know"):
+        run(cfg, store, progress=False, log=lambda m: None)
     torch.save({**ckpt, "autocast": other}, d / "checkpoint.pt")
     monkeypatch.setattr(ex, "train_one_epoch", real)
     logs = []

@@ -197,7 +197,11 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
     amp = autocast_dtype(device, cfg.precision)
     if ckpt is not None and "autocast" in ckpt:
         # "auto" resolves by the machine; a run resumed elsewhere keeps the arithmetic it began with
-        amp = {v: k for k, v in DTYPES.items()}[ckpt["autocast"]]
+        by_name = {v: k for k, v in DTYPES.items()}
+        if ckpt["autocast"] not in by_name:
+            raise ConfigError(f"{ckpt_path} was trained in {ckpt['autocast']!r}, which this triage does not know "
+                              f"({', '.join(by_name)}); delete it to train the run from the start")
+        amp = by_name[ckpt["autocast"]]
     # channels_last is what makes bf16 convs fast on CPU (oneDNN) and on tensor cores.
     channels_last = amp is not None
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

@@ -21,7 +21,7 @@ import json
 import math
 from pathlib import Path
 
-from .vocabulary import LABELS
+from .vocabulary import LABELS, is_base
 
 __all__ = ["headline", "find_network", "find_or_first", "network_label", "network_summary", "block1_maps",
            "stored_analysis", "am_of", "autopsy_summary", "curves_figure", "fig2_figure", "activations_figure",
@@ -41,7 +41,7 @@ def headline(runs) -> str:
 
 
 def _is_control(runs):
-    return runs["name"] == "control" if "name" in runs.columns else runs["block"] != runs["block"]
+    return (runs["block"] == 0) & ~is_base(runs)   # one definition of base and control (vocabulary)
 
 
 def find_network(results, dataset: str, block, init=None, regime=None, seed: int = 0):
@@ -69,7 +69,7 @@ def find_network(results, dataset: str, block, init=None, regime=None, seed: int
     if block == "control":
         sel = part[ctrl]
     elif int(block) == 0:
-        sel = part[(part["block"] == 0) & ~ctrl]
+        sel = part[is_base(part)]
     else:
         sel = part[(part["block"] == int(block)) & (part["init"] == init) & (part["regime"] == regime)]
     if sel.empty:
