@@ -12,7 +12,9 @@ the real train split from the data root), same batch size, same optimizer. Varia
   on the device, batched flip + normalise there) and ``triage.train.train_one_epoch``,
   in fp32 and the default memory format. Splits the gain into data path and precision.
 * ``triage``: what ``triage.run`` trains with: ``DeviceLoader`` + ``train_one_epoch`` with
-  ``autocast_dtype(device, 'auto')`` and channels_last whenever autocast is on.
+  ``autocast_dtype(device, 'auto')`` in channels_last (``triage.train.channels_last``).
+* ``triage-fp32-nchw`` (where ``auto`` is fp32): the same in NCHW, fp32's layout before
+  channels_last was measured faster for it too.
 
 Each timed repetition is one epoch of --batches batches (the first epoch of each variant is
 the warm-up, not timed); the variants take turns, so a change in machine load hits all of
@@ -43,6 +45,7 @@ import triage  # noqa: E402
 from triage.data import channel_stats, load_split, spec  # noqa: E402
 from triage.loaders import DeviceLoader  # noqa: E402
 from triage.train import autocast_dtype, make_optimizer, train_one_epoch  # noqa: E402
+from triage.train import channels_last as triage_channels_last  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- naive path
@@ -120,7 +123,8 @@ class Variant:
 
 def build_model(args, sp, device, memory_format=torch.contiguous_format):
     torch.manual_seed(args.seed)  # every variant starts from the same weights
-    model = triage.vgg16_bn(sp.num_classes, in_channels=sp.in_channels, width=args.width, resolution=32)
+    model = triage.vgg16_bn(sp.num_classes, in_channels=sp.in_channels, width=args.width,
+                            resolution=args.resolution)
     model = model.to(device=device, memory_format=memory_format)
     return model, make_optimizer(model, lr=args.lr, momentum=0.9, weight_decay=5e-4)
 
@@ -135,15 +139,14 @@ def make_variants(args, sp, x, y, mean, std, device) -> list[Variant]:
             lambda m=model, o=opt, ld=loader: naive_epoch(m, o, ld, device), None,
             f"{kind}, DataLoader({w} workers), fp32, NCHW"))
 
-    def triage_variant(name, amp, compile_model=False):
-        # The same choice triage.run makes: channels_last whenever autocast is on (oneDNN's bf16
-        # convs and the tensor cores want NHWC; bf16 in NCHW measured ~10x slower on this CPU).
-        channels_last = amp is not None
+    def triage_variant(name, amp, compile_model=False, channels_last=None):
+        # The same choice triage.run makes (triage.train.channels_last), unless told otherwise
+        channels_last = triage_channels_last(amp) if channels_last is None else channels_last
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         model, opt = build_model(args, sp, device, fmt)
         loader = DeviceLoader(x, y, batch_size=args.batch_size, mean=mean, std=std, train=True,
                               device=device, flip=True, seed=args.seed, channels_last=channels_last,
-                              drop_last=True)
+                              drop_last=True, resolution=args.resolution)
         net = torch.compile(model, mode=args.compile_mode) if compile_model else model
         prec = "fp32" if amp is None else f"{str(amp).removeprefix('torch.')} autocast"
         note = (f"DeviceLoader + train_one_epoch, {prec}, {'channels_last' if channels_last else 'NCHW'}"
@@ -155,6 +158,8 @@ def make_variants(args, sp, x, y, mean, std, device) -> list[Variant]:
     amp = autocast_dtype(device, args.precision)
     if not args.no_fp32_split and amp is not None:
         variants.append(triage_variant("triage-fp32", None))
+    if amp is None and not args.no_fp32_split:
+        variants.append(triage_variant("triage-fp32-nchw", None, channels_last=False))
     variants.append(triage_variant("triage", amp))
     if args.compile:
         variants.append(triage_variant("triage+compile", amp, compile_model=True))
@@ -179,7 +184,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="few short repetitions (CI; ~1 min on 2 cores)")
-    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "mnist"])
+    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "mnist", "stanford_dogs"])
+    p.add_argument("--resolution", type=int, default=32, help="input size in px (the campaign: 64 for stanford_dogs)")
     p.add_argument("--width", type=float, default=0.5, help="VGG16-BN channel multiplier (paper: 1)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--batches", type=int, default=None, help="batches per timed epoch (full 20, quick 3)")
@@ -188,7 +194,8 @@ def parse_args(argv=None):
                    help="comma list of DataLoader worker counts for the naive loop; auto: "
                         "0 and min(4, cores) on CPU, min(8, cores) on CUDA; none: no naive variant")
     p.add_argument("--precision", default="auto", help="triage's precision: auto | bf16 | fp32")
-    p.add_argument("--no-fp32-split", action="store_true", help="skip the triage-fp32 variant")
+    p.add_argument("--no-fp32-split", action="store_true",
+                   help="skip the triage-fp32 (on bf16 machines) or triage-fp32-nchw (on fp32 ones) variant")
     p.add_argument("--compile", action="store_true", help="also time triage with torch.compile(model)")
     p.add_argument("--compile-mode", default=None,
                    help="torch.compile mode for --compile (e.g. reduce-overhead: CUDA graphs, which "
@@ -244,16 +251,21 @@ def main(argv=None) -> dict:
     if n > len(y_all):
         raise SystemExit(f"error: {args.batches} batches of {args.batch_size} need {n} images; "
                          f"{args.dataset} has {len(y_all)}")
+    if args.naive_workers and x_all.shape[-1] != args.resolution:
+        raise SystemExit(f"error: the naive variants do not resize: {args.dataset} is stored at {x_all.shape[-1]} px, "
+                         f"--resolution is {args.resolution}; add --naive-workers none")
     g = torch.Generator().manual_seed(args.seed)
     idx = torch.randperm(len(y_all), generator=g)[:n]
     x, y = x_all[idx].contiguous(), y_all[idx].contiguous()
     mean, std = channel_stats(args.dataset, args.data_root)
-    print(f"model: VGG16-BN width {args.width:g}, {sp.in_channels}x32x32 {args.dataset}, batch {args.batch_size}; "
+    print(f"model: VGG16-BN width {args.width:g}, {sp.in_channels}x{args.resolution}x{args.resolution} "
+          f"{args.dataset}, batch {args.batch_size}; "
           f"{args.reps} timed epochs of {args.batches} batches ({n} real images) per variant, "
           "after one warm-up epoch")
 
     variants = make_variants(args, sp, x, y, mean, std, device)
-    flops_img = C.train_step_flops(variants[-1].model, (sp.in_channels, 32, 32), sp.num_classes)
+    flops_img = C.train_step_flops(variants[-1].model, (sp.in_channels, args.resolution, args.resolution),
+                                   sp.num_classes)
 
     t_start = time.perf_counter()
     for v in variants:          # warm-up: worker start-up, allocator, oneDNN/cuDNN kernel choice

@@ -144,17 +144,22 @@ def test_interrupted_run_resumes_from_last_epoch(mnist_base, store, monkeypatch)
     ckpt = torch.load(d / "checkpoint.pt", weights_only=False)
     here = ex.DTYPES[ex.autocast_dtype("cpu", cfg.precision)]
     assert ckpt["autocast"] == here
+    assert ckpt["channels_last"] is True   # the layout of every arithmetic now
     other = "float32" if here == "bfloat16" else "bfloat16"
     torch.save({**ckpt, "autocast": "int8"}, d / "checkpoint.pt")
     with pytest.raises(ex.ConfigError, match="trained in 'int8', which this triage does not know"):
         run(cfg, store, progress=False, log=lambda m: None)
-    torch.save({**ckpt, "autocast": other}, d / "checkpoint.pt")
+    # ... and a checkpoint from before the layout was recorded keeps that time's rule
+    # (channels_last only under bf16)
+    old = {k: v for k, v in ckpt.items() if k != "channels_last"}
+    torch.save({**old, "autocast": other}, d / "checkpoint.pt")
     monkeypatch.setattr(ex, "train_one_epoch", real)
     logs = []
     run(cfg, store, progress=False, log=logs.append)
     assert any("resuming after epoch 1" in m for m in logs)
     summary = json.loads((d / "summary.json").read_text())
     assert summary["autocast"] == other and summary["hardware"] == ex.hardware("cpu")
+    assert summary["channels_last"] is (other == "bfloat16")
     final = pd.read_csv(d / "metrics.csv")
     assert len(final) == 2
     pd.testing.assert_frame_equal(final.iloc[:1], first)  # epoch 1 was not retrained

@@ -458,6 +458,20 @@ def test_mixed_device_text_names_only_seeds_whose_children_used_two_devices():
     assert tables.mixed_device_text(tables.device_mix(runs[runs.seed == 1])) == "cifar10 seed 1: 1 of 2 on cpu bf16"
 
 
+def test_fp32_text_names_seeds_and_layouts():
+    runs = pd.DataFrame({"dataset": ["stanford_dogs"] * 5 + ["cifar10"] * 2, "seed": [2] * 5 + [0] * 2,
+                         "name": ["base", "control", "b1-x", "b2-x", "b3-x", "base", "b1-x"],
+                         "block": [0, 0, 1, 2, 3, 0, 1],
+                         "autocast": ["bfloat16", "float32", "float32", "float32", "float32", "float32", "bfloat16"],
+                         # before the layout was recorded (NaN), fp32 trained NCHW
+                         "channels_last": [True, None, None, True, False, None, True]})
+    # the bases are left out (cifar10's fp32 base too); the control counts
+    assert tables.fp32_text(runs) == "stanford_dogs seed 2: 4 networks (3 NCHW, 1 channels_last)"
+    assert tables.fp32_text(runs.drop(columns="channels_last").iloc[[0, 2]]) == "stanford_dogs seed 2: 1 network (1 NCHW)"
+    assert tables.fp32_text(runs[runs.autocast == "bfloat16"]) == "none"
+    assert tables.fp32_text(runs.drop(columns="autocast")) == "none"
+
+
 def test_device_repeats_text_by_hand():
     rep = pd.DataFrame({"dataset": ["cifar10"] * 3, "diff": [-0.01, -0.02, 0.0]})
     # mean -1.00 pt, SD 1.00, SE 1/sqrt(3); t(0.975, 2) = 4.3027 -> half-width 2.484

@@ -92,3 +92,25 @@ def test_backfill_dead_channels_matches_what_a_run_records(tmp_path, triage_cach
                             "--runs", str(tmp_path / "runs")], cwd=REPO, env=env, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0 and "0 run(s) updated" in again.stderr
+
+
+def test_campaign_worker_runs_the_grids_in_its_order_with_extra_arguments(tmp_path):
+    # a stand-in `python` that records how it was called: the order and the arguments are the
+    # script's whole behaviour (each call is a plain `triage grid`, tested in test_grid)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.txt"
+    (bin_dir / "python").write_text(f'#!/bin/sh\necho "$OMP_NUM_THREADS $*" >> {log}\n')
+    (bin_dir / "python").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    out = subprocess.run(["bash", "tools/campaign_worker.sh", "--out", "runs x", "--data-root", "/d"], cwd=REPO,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    calls = log.read_text().splitlines()
+    order = [(c.split()[c.split().index("--dataset") + 1], c.split()[c.split().index("--seeds") + 1]) for c in calls]
+    assert order == [("stanford_dogs", "2"), ("cifar100", "2"), ("stanford_dogs", "0"), ("stanford_dogs", "1"),
+                     ("cifar100", "0"), ("cifar100", "1")]
+    for c in calls:
+        assert c.startswith("1 -m triage grid --profile campaign ")        # one thread unless told otherwise
+        assert c.endswith("--no-notebooks --no-progress --out runs x --data-root /d")

@@ -104,3 +104,64 @@ def test_autocast_choice():
     assert autocast_dtype("cuda", "auto") is torch.bfloat16
     with pytest.raises(ValueError):
         autocast_dtype("cpu", "fp8")
+
+
+def test_layout_choice_keeps_a_resumed_runs_layout():
+    from triage.train import channels_last
+    # a new run: channels_last in either arithmetic
+    assert channels_last(None) is True and channels_last(torch.bfloat16) is True
+    # a checkpoint that records its layout keeps it
+    assert channels_last(None, {"channels_last": False}) is False
+    assert channels_last(torch.bfloat16, {"channels_last": True}) is True
+    # one written before the layout was recorded: fp32 trained NCHW then, bf16 channels_last
+    assert channels_last(None, {"epoch": 3}) is False
+    assert channels_last(torch.bfloat16, {"epoch": 3}) is True
+
+
+def _grads(model, x, y, fmt, dtype=torch.float32):
+    torch.manual_seed(1)                          # the same dropout masks in every call
+    model = model.to(dtype=dtype, memory_format=fmt)
+    F.cross_entropy(model(x.to(dtype).contiguous(memory_format=fmt)), y).backward()
+    # a conv bias right before BN has a zero gradient in exact arithmetic: its value is rounding
+    return {n: p.grad.double() for n, p in model.named_parameters()
+            if not (n.endswith("bias") and "conv" in n and not n.startswith("fc"))}
+
+
+@pytest.mark.parametrize("arch", ["vgg-mnist", "vgg-cifar-child", "resnet8-w1"])
+def test_channels_last_fp32_gives_the_gradients_of_nchw(arch):
+    """The networks triage trains channels_last in fp32 get the exact gradients (fp64, NCHW) to
+    fp32 rounding on this CPU, as NCHW does; small channel counts included (width 1/16: 1-, 3-
+    and 4-channel convs). A kernel with a layout bug (oneDNN#6035) is off by orders more."""
+    import copy
+
+    from triage.models import vgg16_bn
+    from triage.resnet import resnet8
+    from triage.surgery import compress_block
+    from triage.train import channels_last, onednn_1x1_hazard
+    torch.manual_seed(0)
+    if arch == "vgg-mnist":
+        model, x = vgg16_bn(10, in_channels=1, width=1 / 16), torch.randn(16, 1, 32, 32)
+    elif arch == "vgg-cifar-child":
+        model, x = compress_block(vgg16_bn(10, width=1 / 16), 2), torch.randn(16, 3, 32, 32)
+    else:
+        model, x = resnet8(10, width=1.0), torch.randn(16, 3, 32, 32)
+    assert channels_last(None, model=model) and not onednn_1x1_hazard(model)
+    y = torch.randint(0, 10, (16,))
+    exact = _grads(copy.deepcopy(model), x, y, torch.contiguous_format, torch.float64)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        got = _grads(copy.deepcopy(model), x, y, fmt)
+        err = {n: float((got[n] - exact[n]).abs().max() / exact[n].abs().max()) for n in exact}
+        worst = max(err, key=err.get)
+        assert err[worst] < 1e-3, (fmt, worst, err[worst])
+
+
+def test_channels_last_avoids_onednn_small_strided_1x1_in_fp32():
+    from triage.resnet import resnet8
+    from triage.train import channels_last, onednn_1x1_hazard
+    small = resnet8(10, width=1 / 16)         # shortcuts 1x1 stride 2 from 1 and 2 channels
+    assert onednn_1x1_hazard(small) == ["layer2.0.downsample.0", "layer3.0.downsample.0"]
+    assert channels_last(None, model=small) is False                      # fp32 on a CPU: NCHW
+    assert channels_last(torch.bfloat16, model=small) is True             # bf16 is another kernel
+    assert channels_last(None, model=small, device="cuda") is True        # cuDNN, not oneDNN
+    assert channels_last(None, {"channels_last": True}, model=small) is True   # a resumed run keeps its layout
+    assert onednn_1x1_hazard(resnet8(10, width=1.0)) == []              # 16 and 32 input channels

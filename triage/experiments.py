@@ -39,8 +39,8 @@ from .loaders import get_split_loaders
 from .init import INITS, initialise  # noqa: F401
 from .models import VGG, vgg16_bn
 from .surgery import compress_block, compress_blocks  # noqa: F401  (compress_block: kept importable here)
-from .train import (DTYPES, REGIMES, apply_regime, autocast_dtype, epochs_to_fraction, evaluate,  # noqa: F401
-                    hardware, make_optimizer, make_scheduler, predict, rng_state, seed_everything,
+from .train import (DTYPES, REGIMES, apply_regime, autocast_dtype, channels_last, epochs_to_fraction,  # noqa: F401
+                    evaluate, hardware, make_optimizer, make_scheduler, predict, rng_state, seed_everything,
                     set_rng_state, summarise, train_one_epoch)
 
 __all__ = ["HParams", "TABLE1", "TABLE2", "Profile", "PROFILES", "RunConfig", "make_config",
@@ -202,14 +202,13 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
             raise ConfigError(f"{ckpt_path} was trained in {ckpt['autocast']!r}, which this triage does not know "
                               f"({', '.join(by_name)}); delete it to train the run from the start")
         amp = by_name[ckpt["autocast"]]
-    # channels_last is what makes bf16 convs fast on CPU (oneDNN) and on tensor cores.
-    channels_last = amp is not None
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    cl = channels_last(amp, ckpt, build_model(cfg), device)
+    memory_format = torch.channels_last if cl else torch.contiguous_format
     loaders = get_split_loaders(
         cfg.dataset, root=data_root, batch_size=cfg.batch_size, device=device,
         train_per_class=cfg.train_per_class, test_per_class=cfg.test_per_class,
         val_fraction=cfg.val_fraction, seed=cfg.seed, resolution=cfg.resolution, flip=cfg.flip,
-        channels_last=channels_last)
+        channels_last=cl)
     train_loader, val_loader, test_loader, data_spec = loaders
     # only now that the data loaded: a failed start leaves no half-made folder behind
     _prepare_folder(run_dir, cfg, device)
@@ -326,7 +325,8 @@ def _train_epochs(cfg: RunConfig, model: VGG, opt, sched, ckpt, stn_losses: list
         atomic_torch_save(run_dir / "checkpoint.pt", {
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
-            "rows": rows, "stn_losses": stn_losses, "best": best, "autocast": DTYPES[amp]})
+            "rows": rows, "stn_losses": stn_losses, "best": best, "autocast": DTYPES[amp],
+            "channels_last": train_loader.channels_last})
         if cfg.stopping == "plateau" and _plateau_stop(rows, opt.param_groups[0]["lr"], cfg, best["epoch"]):
             stop_reason = "converged"
             break
@@ -359,6 +359,8 @@ def _finish_run(cfg: RunConfig, model: VGG, parent: VGG | None, rows: list[dict]
         # what precision="auto" became here (bf16 needs native support on a CPU), and on what:
         # one seed's networks trained in different arithmetic differ as if on another device
         "autocast": DTYPES[amp], "hardware": hardware(device),
+        # the layout too: fp32 in NCHW and in channels_last differ in rounding (summation order)
+        "channels_last": train_loader.channels_last,
     })
     from .similarity import block1_record, dead_compressed
     base_model = parent if parent is not None else model

@@ -245,7 +245,7 @@ def failure_path(dataset: str, profile: str = "campaign", seed: int = 0, *, step
         candidates' scores, the chosen block, the step's blocks, its run's name, key and config.
     """
     from .loaders import get_split_loaders
-    from .train import autocast_dtype
+    from .train import autocast_dtype, channels_last
     steps = _check_path_args(dataset, profile, seed, steps, score_epochs, overrides)
     store = store or RunStore()
     template, key = _path_key(dataset, profile, seed, score_epochs, overrides)
@@ -259,7 +259,8 @@ def failure_path(dataset: str, profile: str = "campaign", seed: int = 0, *, step
     say = on_step or (lambda event, text: None)
     dev = resolve_device(device)
     amp = autocast_dtype(dev, template.precision)
-    fmt = torch.channels_last if amp is not None else torch.contiguous_format
+    cl = channels_last(amp, model=build_model(template), device=dev)
+    fmt = torch.channels_last if cl else torch.contiguous_format
     parent = loaders = None
 
     def save():
@@ -294,7 +295,7 @@ def failure_path(dataset: str, profile: str = "campaign", seed: int = 0, *, step
                         dataset, root=data_root, batch_size=template.batch_size, device=dev,
                         train_per_class=template.train_per_class, test_per_class=template.test_per_class,
                         val_fraction=template.val_fraction, seed=seed, resolution=template.resolution,
-                        flip=template.flip, channels_last=amp is not None)
+                        flip=template.flip, channels_last=cl)
                     loaders = (tr, va)
                 say("score", f"seed {seed} step {k}: scoring block {b} ({i + 1}/{len(todo)})")
                 t0 = time.perf_counter()

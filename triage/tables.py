@@ -416,6 +416,31 @@ def mixed_device_text(mix) -> str:
     return "; ".join(parts) or "none"
 
 
+def fp32_text(runs) -> str:
+    """The seeds whose children and controls trained in fp32 (``precision="auto"`` on a CPU
+    without native bf16) and in which memory layout: e.g. ``"stanford_dogs seed 2: 6 networks
+    (4 NCHW, 2 channels_last)"``, or ``"none"``.
+
+    A run that did not record its layout trained by the rule of its time: channels_last under
+    bf16, NCHW in fp32 (:func:`triage.train.channels_last`). The two layouts differ in rounding
+    (summation order), as two thread counts do, not in arithmetic.
+    """
+    import pandas as pd
+
+    from .vocabulary import is_base
+    if runs is None or runs.empty or "autocast" not in runs.columns:
+        return "none"
+    fp32 = runs[~is_base(runs) & (runs["autocast"] == "float32")]
+    cl = (fp32["channels_last"].astype("boolean").fillna(False) if "channels_last" in fp32.columns
+          else pd.Series(False, index=fp32.index))
+    parts = []
+    for (dataset, seed), g in fp32.assign(cl=cl).groupby(["dataset", "seed"], sort=True):
+        n_cl = int(g["cl"].sum())
+        layout = [f"{len(g) - n_cl} NCHW"] * (len(g) > n_cl) + [f"{n_cl} channels_last"] * (n_cl > 0)
+        parts.append(f"{dataset} seed {seed}: {len(g)} network{'s' * (len(g) > 1)} ({', '.join(layout)})")
+    return "; ".join(parts) or "none"
+
+
 def device_repeats_text(rep) -> str:
     """One sentence on :func:`device_repeats`: how many pairs, and the CPU-minus-GPU shift with a
     95% t interval (a paired mean; "not testable" below 3 pairs)."""

@@ -30,7 +30,7 @@ __all__ = [
     "REGIMES", "apply_regime", "set_train_mode", "trainable_parameters", "autocast_dtype",
     "train_one_epoch", "evaluate", "make_optimizer", "make_scheduler", "epochs_to_fraction",
     "summarise", "seed_everything", "KerasReduceLROnPlateau", "CachedFeatures", "predict",
-    "rng_state", "set_rng_state", "hardware", "DTYPES",
+    "rng_state", "set_rng_state", "hardware", "DTYPES", "channels_last", "onednn_1x1_hazard",
 ]
 
 REGIMES = ("frozen", "thawed")
@@ -140,6 +140,45 @@ def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch
 
 # the names a run records for its arithmetic, and back (a checkpoint stores the name)
 DTYPES = {None: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+def channels_last(amp: torch.dtype | None, checkpoint: dict | None = None, model: nn.Module | None = None,
+                  device: torch.device | str = "cpu") -> bool:
+    """Whether a run trains in channels_last: yes, in every arithmetic, with two exceptions.
+
+    bf16 needs it (oneDNN's bf16 convolutions and the tensor cores want NHWC; bf16 in NCHW
+    measured ~10x slower on a Zen 4 CPU). fp32 gains too: on an AVX2 CPU (Zen 3) a VGG16-BN
+    training step measured 1.27x the images/s of NCHW at width 1/8 and 64 px, 1.10x at width
+    1/4 and 32 px (benchmarks/RESULTS.md).
+
+    The exceptions:
+
+    * a run resumed from a checkpoint keeps the layout it began in, as it keeps its
+      arithmetic; a checkpoint from before the layout was recorded trained by that time's rule
+      (channels_last only under autocast);
+    * fp32 on a CPU when ``model`` has a 1x1 convolution with a stride and fewer than 16 input
+      channels (a ResNet's projection shortcut at a small width): oneDNN's 1x1 kernel computes
+      the weight gradient of that case wrongly in NHWC and writes past its workspace
+      (uxlfoundation/oneDNN#6035, open; reproduced here with torch 2.13 on AVX2: heap corruption
+      in backward for 2-4 input channels). VGG16-BN has no such convolution.
+
+    >>> channels_last(None), channels_last(None, {"epoch": 3}), channels_last(None, {"channels_last": True})
+    (True, False, True)
+    """
+    if checkpoint is not None:
+        return bool(checkpoint.get("channels_last", amp is not None))
+    if amp is None and torch.device(device).type == "cpu" and model is not None and onednn_1x1_hazard(model):
+        return False
+    return True
+
+
+def onednn_1x1_hazard(model: nn.Module) -> list[str]:
+    """The convolutions of ``model`` that oneDNN's fp32 NHWC 1x1 kernel gets wrong on a CPU:
+    1x1, strided, fewer than 16 input channels (oneDNN#6035; the AVX2 kernel fails below its
+    8-channel block, and 16 covers the AVX-512 kernel's block too)."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and tuple(m.kernel_size) == (1, 1)
+            and tuple(m.stride) != (1, 1) and m.in_channels < 16]
 
 
 def hardware(device: torch.device | str) -> str:
