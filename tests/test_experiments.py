@@ -86,8 +86,12 @@ def test_mnist_smoke_base_learns(mnist_base):
     assert summary["max_test_acc"] >= 0.30, summary
     metrics = pd.read_csv(d / "metrics.csv")
     assert list(metrics.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
-                                     "test_acc", "lr", "seconds"]
+                                     "test_acc", "lr", "seconds", "cpu_seconds"]
     assert metrics["val_acc"].isna().all()   # the smoke profile has no validation split
+    # one process's CPU time per epoch: positive, and within what its threads could use in the wall time
+    assert (metrics["cpu_seconds"] > 0).all()
+    assert (metrics["cpu_seconds"] <= metrics["seconds"] * torch.get_num_threads() + 0.1).all()
+    assert summary["train_cpu_seconds"] == pytest.approx(metrics["cpu_seconds"].sum(), abs=0.01)
     assert len(metrics) == cfg.epochs and metrics["train_loss"].iloc[-1] < metrics["train_loss"].iloc[0]
     meta = json.loads((d / "config.json").read_text())
     assert meta["config"] == dataclasses.asdict(cfg)
@@ -160,6 +164,7 @@ def test_interrupted_run_resumes_from_last_epoch(mnist_base, store, monkeypatch)
     summary = json.loads((d / "summary.json").read_text())
     assert summary["autocast"] == other and summary["hardware"] == ex.hardware("cpu")
     assert summary["channels_last"] is (other == "bfloat16")
+    assert summary["train_cpu_seconds"] > 0       # both epochs recorded their CPU time
     final = pd.read_csv(d / "metrics.csv")
     assert len(final) == 2
     pd.testing.assert_frame_equal(final.iloc[:1], first)  # epoch 1 was not retrained

@@ -301,7 +301,7 @@ def _train_epochs(cfg: RunConfig, model: VGG, opt, sched, ckpt, stn_losses: list
     bar = _tqdm(range(start, cfg.epochs), desc=f"{cfg.dataset}/{cfg.name}", disable=not progress,
                 total=cfg.epochs, initial=start)
     for epoch in bar:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         batches.set_epoch(epoch)
         tr = train_one_epoch(model, opt, batches, device=device, amp_dtype=amp, regime=cfg.regime,
                              block=cfg.block, progress=progress, desc=f"epoch {epoch + 1}", forward=forward)
@@ -312,7 +312,10 @@ def _train_epochs(cfg: RunConfig, model: VGG, opt, sched, ckpt, stn_losses: list
         sched.step(select)
         row = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_acc": tr["acc"],
                "test_loss": te["loss"], "test_acc": te["acc"], "lr": lr,
-               "seconds": round(time.perf_counter() - t0, 3)}
+               "seconds": round(time.perf_counter() - t0, 3),
+               # this process's CPU time: unlike the wall time, not inflated by a pause (SIGSTOP)
+               # or by other processes sharing the cores; on a GPU it is the host's share only
+               "cpu_seconds": round(time.process_time() - c0, 3)}
         if va is not None:
             row.update(val_loss=va["loss"], val_acc=va["acc"])
         rows.append(row)
@@ -351,6 +354,9 @@ def _finish_run(cfg: RunConfig, model: VGG, parent: VGG | None, rows: list[dict]
         "final_lr": final_lr, "start_lr": lr0,
         "params": sum(p.numel() for p in model.parameters()),
         "train_seconds": round(sum(r["seconds"] for r in rows), 2),
+        # None when some epochs ran before the CPU time was recorded (a resumed older run)
+        "train_cpu_seconds": (round(sum(r["cpu_seconds"] for r in rows), 2)
+                              if all("cpu_seconds" in r for r in rows) else None),
         "stn_losses": stn_losses, "stn_epochs_trained": len(stn_losses),
         "train_images": train_loader.dataset_size, "test_images": test_loader.dataset_size,
         "val_images": val_loader.dataset_size if val_loader is not None else 0,

@@ -135,7 +135,8 @@ def network_summary(results, row) -> dict:
                        ("cka_block1", "block-1 CKA with the base"),
                        ("dead_block1", "dead block-1 channels"),
                        ("majority_frac", "share of the most-predicted class"),
-                       ("train_seconds", "training seconds"), ("device", "device"),
+                       ("train_seconds", "training seconds"), ("train_cpu_seconds", "training CPU seconds"),
+                       ("device", "device"),
                        ("autocast", "arithmetic"), ("hardware", "hardware")):
         if col in row.index and _fmt(row[col]) != "-":
             out[label] = _fmt(row[col])

@@ -5,7 +5,7 @@ store (``runs/<profile>/<dataset>/...``, weights and all, never committed) into 
 small files that are committed under ``results/triage/<profile>/``::
 
     runs.csv               one row per network: its config and summary (triage.grid.results_table)
-    metrics.csv            every network's epochs (train/test loss and accuracy, lr, seconds)
+    metrics.csv            every network's epochs (train/test loss and accuracy, lr, wall and CPU seconds)
     fig3_activations.npz   block-1 activation maps of Base, FM-STN, TM-STN and TM-RW (paper Fig. 3)
                            for one fixed test image, computed from the weights at export time
     provenance.json        git hash, triage version, machine, data sets, seeds, networks present

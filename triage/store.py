@@ -373,7 +373,7 @@ def atomic_torch_save(path: Path, obj) -> None:
 
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-                 "lr", "seconds")
+                 "lr", "seconds", "cpu_seconds")
 STORE_FORMAT = 1  # bump when the layout of a run folder changes incompatibly
 # What a finished run exports into results/ (small, committed); weights only for bases,
 # which later children (on another machine) and the analyses start from.
