@@ -395,22 +395,37 @@ def test_model_runs_reads_a_resnet_grid_as_a_grid(tmp_path):
 
 
 def test_grid_cost_by_hand():
-    """15 FM + 15 TM + control per grid, medians per device; pilot (other child_lr) and
-    failure-path runs left out."""
-    rows = [("cpu", 1, "mean", "frozen", "initial", "b1", None, s) for s in (100, 200, 300)]
-    rows += [("cpu", 2, "mean", "thawed", "initial", "b2", None, s) for s in (900, 1000)]
-    rows += [("cpu", 0, None, None, "initial", "control", None, 1800),
-             ("cpu", 2, "mean", "thawed", "continue", "b2", None, 99999),     # the pilot's other reading
-             ("cpu", 1, "mean", "thawed", "initial", "b1+3", (3,), 99999),    # a compress-to-failure step
-             ("cuda", 1, "random", "thawed", "initial", "b1", None, 120)]
-    t = pd.DataFrame([dict(device=d, block=b, init=i, regime=r, child_lr=c, name=n, extra_blocks=e,
-                           train_seconds=s, profile="campaign") for d, b, i, r, c, n, e, s in rows])
+    """15 FM + 15 TM + control per grid, medians per data set, device and arithmetic; pilot
+    (other child_lr) and failure-path runs left out; CPU time summed where it was recorded."""
+    rows = [("cifar10", "cpu", None, 1, "mean", "frozen", "initial", "b1", None, s, None) for s in (100, 200, 300)]
+    rows += [("cifar10", "cpu", None, 2, "mean", "thawed", "initial", "b2", None, s, None) for s in (900, 1000)]
+    rows += [("cifar10", "cpu", None, 0, None, None, "initial", "control", None, 1800, None),
+             ("cifar10", "cpu", None, 2, "mean", "thawed", "continue", "b2", None, 99999, None),  # the pilot's other reading
+             ("cifar10", "cpu", None, 1, "mean", "thawed", "initial", "b1+3", (3,), 99999, None),  # a failure-path step
+             ("cifar10", "cuda", None, 1, "random", "thawed", "initial", "b1", None, 120, None),
+             # another data set on the same device, and another arithmetic: their own rows
+             ("stanford_dogs", "cpu", "float32", 1, "mean", "frozen", "initial", "b1", None, 1000, 400),
+             ("stanford_dogs", "cpu", "float32", 1, "mean", "frozen", "initial", "b1", None, 3000, None),
+             ("stanford_dogs", "cpu", "float32", 1, "mean", "thawed", "initial", "b1", None, 2000, 1000),
+             ("stanford_dogs", "cpu", "bfloat16", 1, "mean", "thawed", "initial", "b1", None, 50, None)]
+    t = pd.DataFrame([dict(dataset=ds, device=d, autocast=a, block=b, init=i, regime=r, child_lr=c, name=n,
+                           extra_blocks=e, train_seconds=s, train_cpu_seconds=cs, profile="campaign")
+                      for ds, d, a, b, i, r, c, n, e, s, cs in rows])
     cost = tables.grid_cost(t)
-    cpu = cost.loc["cpu"]
+    assert list(cost.index) == [("cifar10", "cpu", "not recorded"), ("cifar10", "cuda", "not recorded"),
+                                ("stanford_dogs", "cpu", "bfloat16"), ("stanford_dogs", "cpu", "float32")]
+    cpu = cost.loc[("cifar10", "cpu", "not recorded")]
     assert (cpu["n_fm"], cpu["fm_s"], cpu["n_tm"], cpu["tm_s"], cpu["control_s"]) == (3, 200, 2, 950, 1800)
     assert cpu["grid_hours"] == pytest.approx((15 * 200 + 15 * 950 + 1800) / 3600)
+    assert cpu["n_cpu_time"] == 0 and cpu["grid_cpu_hours"] != cpu["grid_cpu_hours"]
     # no FM and no control on cuda: FM unknown (NaN hours), the control counted as a TM child
-    assert cost.loc["cuda", "tm_s"] == 120 and cost.loc["cuda", "grid_hours"] != cost.loc["cuda", "grid_hours"]
+    gpu = cost.loc[("cifar10", "cuda", "not recorded")]
+    assert gpu["tm_s"] == 120 and gpu["grid_hours"] != gpu["grid_hours"]
+    dogs = cost.loc[("stanford_dogs", "cpu", "float32")]
+    assert (dogs["n_fm"], dogs["fm_s"], dogs["n_tm"], dogs["tm_s"]) == (2, 2000, 1, 2000)
+    assert dogs["n_cpu_time"] == 2
+    # CPU time: FM median 400 (the one FM run that has it), TM 1000, control as a TM child
+    assert dogs["grid_cpu_hours"] == pytest.approx((15 * 400 + 15 * 1000 + 1000) / 3600)
     assert tables.grid_cost(pd.DataFrame()).empty
 
 

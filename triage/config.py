@@ -104,9 +104,11 @@ PROFILES = {
                         child_lr="initial", stn_tol=0.01, control=True, widths=(("cifar100", 1 / 4),),
                         description=("the converged reproduction: width 1/8 (CIFAR-100: 1/4), full data less a 10% "
                                      "validation split, full test sets, early stopping at the lr floor; "
-                                     "a grid (31 children + control) measured at ~5 h of one CPU thread "
-                                     "here, ~0.9 process-hours on an H200, ~10 min there with 12 "
-                                     "processes (triage.report.grid_cost)")),
+                                     "a grid (30 children + control) measured in one process at ~3.4 h "
+                                     "(CIFAR-10, the bf16 CPU of the first sessions) to ~8.6 CPU-hours (Stanford Dogs, "
+                                     "fp32 CPU), "
+                                     "~1.3 h on an H200 (MNIST), ~8 min there with 12 processes; per "
+                                     "data set, device and arithmetic: triage.tables.grid_cost")),
     # One wide CIFAR-10 base for the critical-paths chapter (the paper distils 512-filter layers).
     "wide": Profile("wide", width=1 / 2, train_images=None, test_images=None, base_epochs=80,
                     comp_epochs=30, stn_epochs=12, batch_size=128, lr=0.05, min_lr=5e-4, lr_decay=0.5,

@@ -302,42 +302,71 @@ def child_lr_pilot(root=None, profile: str = "campaign"):
 
 
 def grid_cost(table):
-    """Measured cost of one grid (base excluded: 15 FM + 15 TM children and the control), per device.
+    """Measured cost of one grid (base excluded: 15 FM + 15 TM children and the control).
 
-    From the stored runs' ``train_seconds`` (STN hint epochs included): the median per kind
-    of network, and the hours one grid takes in one process, ``15 x FM + 15 x TM +
-    control``. Audit runs, pilot runs (``child_lr`` other than the profile's) and
+    One row per data set, device and arithmetic, because they differ several-fold: a
+    Stanford Dogs epoch (64 px) costs ~4x a CIFAR-10 one, CIFAR-100 trains at twice the
+    width, and an fp32 CPU is ~2x slower than one with native bf16. From the stored runs'
+    ``train_seconds`` (wall time, STN hint epochs included): the median per kind of network
+    and the hours one grid takes in one process, ``15 x FM + 15 x TM + control``. Wall time
+    also counts pauses and other processes on the cores, so where runs recorded
+    ``train_cpu_seconds`` the same sum is given in CPU time (``grid_cpu_hours``, from the
+    runs that have it). Audit runs, pilot runs (``child_lr`` other than the profile's) and
     compress-to-failure steps are left out.
 
     Args:
-        table: runs with ``device``, ``train_seconds`` and config columns (e.g.
+        table: runs with ``dataset``, ``device``, ``train_seconds`` and config columns, and
+            optionally ``autocast`` and ``train_cpu_seconds`` (e.g.
             ``triage.grid.results_table(results_root, "campaign", exported=True)``).
 
     Returns:
-        DataFrame indexed by device: n and median seconds of FM children, TM children and
-        controls, and ``grid_hours``. Empty when nothing is stored.
+        DataFrame indexed by (dataset, device, arithmetic): n and median seconds of FM
+        children, TM children and controls, ``grid_hours`` and ``grid_cpu_hours``.
+        ``arithmetic`` is the recorded autocast dtype ("bfloat16", "float32") or "not
+        recorded" for runs from before runs recorded it. Empty when nothing is stored.
     """
     import pandas as pd
     from .config import PROFILES
-    cols = ["n_fm", "fm_s", "n_tm", "tm_s", "n_control", "control_s", "grid_hours"]
+    cols = ["n_fm", "fm_s", "n_tm", "tm_s", "n_control", "control_s", "grid_hours", "n_cpu_time",
+            "grid_cpu_hours"]
+    index = ["dataset", "device", "arithmetic"]
     if table.empty or "device" not in table.columns:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=cols, index=pd.MultiIndex.from_tuples([], names=index))
     t = table[table["block"] > 0] if "extra_blocks" not in table.columns else \
         table[(table["block"] > 0) & table["extra_blocks"].isna()]
     t = pd.concat([t, table[(table["block"] == 0) & (table["name"] == "control")]])
     own = t["profile"].map(lambda p: PROFILES[p].child_lr if p in PROFILES else None)
-    t = t[t["child_lr"] == own]
+    t = t[t["child_lr"] == own].copy()
+    t["arithmetic"] = (t["autocast"] if "autocast" in t.columns else pd.Series(None, index=t.index))
+    t["arithmetic"] = t["arithmetic"].fillna("not recorded")
+    if "train_cpu_seconds" not in t.columns:
+        t["train_cpu_seconds"] = float("nan")
+
+    def med(x):
+        x = x.dropna()
+        return float(x.median()) if len(x) else float("nan")
+
+    def hours(part, column):
+        fm = med(part.loc[part["regime"] == "frozen", column])
+        tm = med(part.loc[part["regime"] == "thawed", column])
+        ctl = part.loc[part["name"] == "control", column].dropna()
+        c = med(ctl) if len(ctl) else tm   # the control trains like a TM child
+        return (15 * fm + 15 * tm + c) / 3600
+
     rows = {}
-    for device, part in t.groupby("device"):
-        fm = part.loc[part["regime"] == "frozen", "train_seconds"]
-        tm = part.loc[part["regime"] == "thawed", "train_seconds"]
-        ctl = part.loc[part["name"] == "control", "train_seconds"]
-        med = lambda x: float(x.median()) if len(x) else float("nan")   # noqa: E731
-        c = med(ctl) if len(ctl) else med(tm)   # the control trains like a TM child
-        rows[device] = {"n_fm": len(fm), "fm_s": med(fm), "n_tm": len(tm), "tm_s": med(tm),
-                        "n_control": len(ctl), "control_s": med(ctl),
-                        "grid_hours": (15 * med(fm) + 15 * med(tm) + c) / 3600}
-    return pd.DataFrame.from_dict(rows, orient="index", columns=cols).rename_axis("device")
+    for group, part in t.groupby(index, sort=True):
+        rows[group] = {"n_fm": int((part["regime"] == "frozen").sum()),
+                       "fm_s": med(part.loc[part["regime"] == "frozen", "train_seconds"]),
+                       "n_tm": int((part["regime"] == "thawed").sum()),
+                       "tm_s": med(part.loc[part["regime"] == "thawed", "train_seconds"]),
+                       "n_control": int((part["name"] == "control").sum()),
+                       "control_s": med(part.loc[part["name"] == "control", "train_seconds"]),
+                       "grid_hours": hours(part, "train_seconds"),
+                       "n_cpu_time": int(part["train_cpu_seconds"].notna().sum()),
+                       "grid_cpu_hours": hours(part, "train_cpu_seconds")}
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+    out.index = pd.MultiIndex.from_tuples(out.index, names=index)
+    return out
 
 
 def device_repeats(root=None, profile: str = "campaign"):
