@@ -673,3 +673,12 @@ def test_grid_on_another_store_refuses_to_retrain_what_results_holds(tmp_path, m
     grid._check_exports_seen(cfgs, RunStore(tmp_path / "runs", results=results))   # reads them: no error
     with pytest.raises(ConfigError):
         grid._check_exports_seen(cfgs, RunStore(tmp_path / "runs", results=None))
+    # `triage status` on such a store counts the exported base as missing, and says why
+    rc = cli(["status", "--dataset", "mnist", "--profile", "smoke", "--blocks", "1", "--inits", "random",
+              "--regimes", "thawed", "--out", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "1 of the networks counted missing or unfinished here are done in" in out
+    assert f"TRIAGE_RESULTS={results.parent}" in out
+    monkeypatch.setenv("TRIAGE_RESULTS", str(results.parent))     # a store that reads them: no note
+    cli(["status", "--dataset", "mnist", "--profile", "smoke", "--out", str(tmp_path / "runs")])
+    assert "counted missing" not in capsys.readouterr().out

@@ -405,18 +405,25 @@ def _grid_main(args) -> int:
     return 0
 
 
+def _exports_unseen(cfgs, store: RunStore) -> list:
+    """The configs ``store`` counts as not done although the checkout's results/ holds them
+    (a store chosen with --out or $TRIAGE_RUNS reads no exports unless $TRIAGE_RESULTS names them)."""
+    if store.results is not None:
+        return []
+    from .store import default_results_root
+    seen = RunStore(store.root, results=default_results_root())
+    return [c for c in cfgs if not store.is_done(c) and seen.export_path(c) is not None
+            and (seen.export_path(c) / "summary.json").exists()]
+
+
 def _check_exports_seen(cfgs, store: RunStore) -> None:
     """A store chosen with --out or $TRIAGE_RUNS reads no exports (it must not mix into the
     committed results), so it would train again, silently, every network that the checkout's
     results/ holds: hours of a campaign, and bases that differ from the ones the exported
     children were trained from. Refuse, and say how to read them instead."""
-    if store.results is not None:
-        return
-    from .store import default_results_root
-    seen = RunStore(store.root, results=default_results_root())
-    held = [c for c in cfgs if not store.is_done(c) and seen.export_path(c) is not None
-            and (seen.export_path(c) / "summary.json").exists()]
+    held = _exports_unseen(cfgs, store)
     if held:
+        from .store import default_results_root
         raise ConfigError(
             f"{len(held)} of these {len(cfgs)} networks are already in {default_results_root()} (e.g. "
             f"{held[0].dataset}/{held[0].name} seed {held[0].seed}), which the store {store.root} does not "
@@ -432,6 +439,13 @@ def _status_main(args) -> int:
     counts = status_counts(st)
     print(f"profile {args.profile}, seeds {' '.join(map(str, args.seeds))}, store {store.root}")
     print(counts.to_string())
+    unseen = _exports_unseen(cfgs, store)
+    if unseen:
+        from .store import default_results_root
+        # the same blind spot `triage grid` refuses on: say it, or "missing" reads as lost work
+        print(f"\n{len(unseen)} of the networks counted missing or unfinished here are done in "
+              f"{default_results_root()}, which this store does not read: set "
+              f"TRIAGE_RESULTS={default_results_root().parent} to count them")
     for state in ("running", "failed", "partial"):
         rows = st[st.state == state]
         if len(rows) and (state != "failed" or args.failed or len(rows) <= 5):
