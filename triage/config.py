@@ -105,7 +105,7 @@ PROFILES = {
                         description=("the converged reproduction: width 1/8 (CIFAR-100: 1/4), full data less a 10% "
                                      "validation split, full test sets, early stopping at the lr floor; "
                                      "a grid (30 children + control) measured in one process at ~3.4 h "
-                                     "(CIFAR-10, the bf16 CPU of the first sessions) to ~8.6 CPU-hours (Stanford Dogs, "
+                                     "(CIFAR-10, the bf16 CPU of the first sessions) to ~7.5 CPU-hours (Stanford Dogs, "
                                      "fp32 CPU), "
                                      "~1.3 h on an H200 (MNIST), ~8 min there with 12 processes; per "
                                      "data set, device and arithmetic: triage.tables.grid_cost")),
