@@ -346,24 +346,22 @@ def grid_cost(table):
         x = x.dropna()
         return float(x.median()) if len(x) else float("nan")
 
-    def hours(part, column):
+    def medians(part, column):
+        """Median FM, TM and control time; no control stored: it trains like a TM child."""
         fm = med(part.loc[part["regime"] == "frozen", column])
         tm = med(part.loc[part["regime"] == "thawed", column])
-        ctl = part.loc[part["name"] == "control", column].dropna()
-        c = med(ctl) if len(ctl) else tm   # the control trains like a TM child
-        return (15 * fm + 15 * tm + c) / 3600
+        ctl = med(part.loc[part["name"] == "control", column])
+        return fm, tm, ctl, (15 * fm + 15 * tm + (tm if ctl != ctl else ctl)) / 3600
 
     rows = {}
     for group, part in t.groupby(index, sort=True):
-        rows[group] = {"n_fm": int((part["regime"] == "frozen").sum()),
-                       "fm_s": med(part.loc[part["regime"] == "frozen", "train_seconds"]),
-                       "n_tm": int((part["regime"] == "thawed").sum()),
-                       "tm_s": med(part.loc[part["regime"] == "thawed", "train_seconds"]),
-                       "n_control": int((part["name"] == "control").sum()),
-                       "control_s": med(part.loc[part["name"] == "control", "train_seconds"]),
-                       "grid_hours": hours(part, "train_seconds"),
+        fm, tm, ctl, wall_h = medians(part, "train_seconds")
+        rows[group] = {"n_fm": int((part["regime"] == "frozen").sum()), "fm_s": fm,
+                       "n_tm": int((part["regime"] == "thawed").sum()), "tm_s": tm,
+                       "n_control": int((part["name"] == "control").sum()), "control_s": ctl,
+                       "grid_hours": wall_h,
                        "n_cpu_time": int(part["train_cpu_seconds"].notna().sum()),
-                       "grid_cpu_hours": hours(part, "train_cpu_seconds")}
+                       "grid_cpu_hours": medians(part, "train_cpu_seconds")[3]}
     out = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
     out.index = pd.MultiIndex.from_tuples(out.index, names=index)
     return out
