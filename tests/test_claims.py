@@ -876,3 +876,25 @@ def test_convergence_accuracy_correlation_by_hand():
     assert t["rho"] == pytest.approx(np.tanh(z.mean())) and (t["ci_low"], t["ci_high"]) == pytest.approx(
         (np.tanh(lo), np.tanh(hi)))
     assert "cifar10: rho +" in claims_convergence.convergence_accuracy_text(claims_convergence.convergence_accuracy_correlation(runs))
+
+
+def test_with_one_seed_the_contrast_shown_is_chosen_by_its_estimate_not_its_place():
+    # One seed: no variance, so every p-value is NaN and every claim is "not testable at this n".
+    # The contrast reported is still the one that would decide, not the family's first.
+    # TM children: 61 points, plus b1-RW +1, b4-MW +3, block 5 -2 (all three initialisers);
+    # the control 60.
+    lead = {(1, "random"): 1.0, (4, "mean"): 3.0, (5, "random"): -2.0, (5, "mean"): -2.0, (5, "stn"): -2.0}
+
+    def acc(s, b, i, r):
+        return 58.0 if b == 0 else (50.0 if r == "frozen" else 61.0 + lead.get((b, i), 0.0))
+    rep = claims.check_claims(make_runs(acc, [0], control={0: 60.0}.get), margin=1.0)
+    # C3 ("some TM config beats the control"): the largest lead, b4 TM-MW at 64 - 60 = +4
+    # (the family's first, b1 TM-RW, is +2)
+    c3 = row(rep, "C3")
+    assert c3["verdict"] == "not testable at this n" and np.isnan(c3["p"])
+    assert c3["contrast"] == "b4 TM-MW - control" and c3["estimate"] == pytest.approx(4.0)
+    # C1 ("every pair of blocks is equivalent"), TM: the pair furthest apart. Block means
+    # b1 61.33, b2 61, b3 61, b4 62, b5 59: block 4 - block 5 = 3 (the first pair, 1 - 2, is 0.33)
+    c1 = row(rep, "C1", regime="TM")
+    assert c1["verdict"] == "not testable at this n"
+    assert c1["contrast"] == "TM: block 4 - block 5" and c1["estimate"] == pytest.approx(3.0)

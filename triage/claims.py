@@ -279,7 +279,7 @@ def _matched(a, b, trained_a=None, trained_b=None):
 
 # ----------------------------------------------------------------------------- families: multiplicity, verdict
 
-def _decide(fam, quantifier: str, level: float):
+def _decide(fam, quantifier: str, level: float, kind: str):
     """Verdict of a family of contrasts and the row of the contrast that decided it (for a family
     left undecided: the contrast that kept it from being decided).
 
@@ -287,7 +287,13 @@ def _decide(fam, quantifier: str, level: float):
     no correction); does not hold when some contrast fails (Holm over the family).
     "any" (existential claims C3, C4a): holds when some contrast holds (Holm); does not hold
     when every contrast fails (no correction).
+
+    Contrasts with equal p-values, and above all those without one (one seed: no variance, every
+    p is NaN), are ranked by their estimate's distance from the threshold on the claim's side
+    (``kind``): otherwise the family's first contrast would be shown as the deciding one, however
+    far it lies from the others.
     """
+    import numpy as np
     fam = fam.copy()
     if quantifier == "all":
         fam["p_adj"], fam["p_against_adj"] = fam["p"], _holm(fam["p_against"])
@@ -295,15 +301,25 @@ def _decide(fam, quantifier: str, level: float):
         fam["p_adj"], fam["p_against_adj"] = _holm(fam["p"]), fam["p_against"]
     ok_for = (fam["p_adj"] < level).to_numpy()
     ok_against = (fam["p_against_adj"] < level).to_numpy()
-    pf, pa = fam["p_adj"].fillna(1.0), fam["p_against_adj"].fillna(1.0)
+    pf, pa = fam["p_adj"].fillna(1.0).to_numpy(), fam["p_against_adj"].fillna(1.0).to_numpy()
+    est, thr = fam["estimate"].to_numpy(dtype=float), fam["threshold"].to_numpy(dtype=float)
+    # how far each estimate lies on the claim's side of its threshold (negative: the other side)
+    toward = {"greater": est - thr, "less": thr - est, "equiv": thr - np.abs(est)}[kind]
+    toward = np.where(np.isnan(toward), -np.inf, toward)
+
+    def pick(p, lowest_p: bool, most_toward: bool) -> int:
+        # np.lexsort sorts by its last key first: p, then the estimate among equal p
+        order = np.lexsort((toward if not most_toward else -toward, p if lowest_p else -p))
+        return int(fam.index[order[0]])
     if quantifier == "all":
-        if ok_against.any():
-            return "does not hold", fam, int(pa.idxmin())
-        return ("holds" if ok_for.all() else "not testable at this n"), fam, int(pf.idxmax())
-    if ok_for.any():
-        return "holds", fam, int(pf.idxmin())
+        if ok_against.any():    # the clearest failure
+            return "does not hold", fam, pick(pa, lowest_p=True, most_toward=False)
+        # the weakest contrast: the one that keeps (or would keep) the claim from holding
+        return ("holds" if ok_for.all() else "not testable at this n"), fam, pick(pf, False, False)
+    if ok_for.any():            # the clearest success
+        return "holds", fam, pick(pf, lowest_p=True, most_toward=True)
     # not testable: the contrast that keeps it from failing (the best candidate) is the one shown
-    return ("does not hold" if ok_against.all() else "not testable at this n"), fam, int(pa.idxmax())
+    return ("does not hold" if ok_against.all() else "not testable at this n"), fam, pick(pa, False, True)
 
 
 # ----------------------------------------------------------------------------- claims
@@ -482,7 +498,7 @@ def check_claims(runs, alpha: float = 0.05, margin: float = MARGIN, much: float 
                                      "verdict": "not testable at this n", "threshold": thr,
                                      "note": "no networks to compare"})
                     continue
-                verdict, sub, i = _decide(sub, quant, level)
+                verdict, sub, i = _decide(sub, quant, level, kind)
                 if lvl == "data set":
                     contrasts.append(sub)
                 row = sub.loc[i].to_dict()
