@@ -421,3 +421,59 @@ def test_resnet_children_run(tmp_path, one_thread, init, regime):
         make_config("mnist", 4, "mean", "thawed", profile="smoke", model="resnet8")
     with pytest.raises(ConfigError, match="unknown model"):
         make_config("mnist", 0, profile="smoke", model="vgg11")
+
+
+# --------------------------------------------------------------------------- one seed, one arithmetic
+
+def _fake_finished(store, cfg, device, autocast):
+    """A finished run's two small files, as another machine would have exported them."""
+    d = store.export_path(cfg)
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "device": device}))
+    (d / "summary.json").write_text(json.dumps({"autocast": autocast, "test_acc_at_best_val": 0.5}))
+
+
+def test_a_seed_keeps_the_device_and_arithmetic_its_finished_networks_used(tmp_path, one_thread, monkeypatch):
+    import triage.experiments as ex
+    auto = {**TINY, "precision": "auto"}
+    store = RunStore(tmp_path / "runs", results=tmp_path / "results")
+    base = make_config("mnist", 0, profile="smoke", epochs=1, **auto)
+    kid = lambda b, i, r, seed=0: make_config("mnist", b, i, r, profile="smoke", epochs=1, seed=seed, **auto)  # noqa: E731
+    child = kid(3, "mean", "thawed")
+    assert ex.seed_settings(base, store) == {} and ex.seed_settings(child, store) == {}
+    _fake_finished(store, kid(1, "random", "frozen"), "cpu", "float32")
+    _fake_finished(store, kid(2, "stn", "thawed"), "cpu", "float32")
+    _fake_finished(store, kid(2, "stn", "thawed", seed=1), "cuda", "bfloat16")   # another seed: not a sibling
+    _fake_finished(store, make_config("mnist", 0, profile="smoke", control=True, epochs=1, **auto), "cpu", None)
+    assert ex.seed_settings(child, store) == {("cpu", "float32"): 2, ("cpu", None): 1}
+    assert ex.seed_settings(base, store) == {}           # the base is no one's sibling
+
+    # a machine whose "auto" is bf16 (native bf16) trains the seed's next child in fp32, as its siblings
+    real = ex.autocast_dtype
+    monkeypatch.setattr(ex, "autocast_dtype", lambda d, p="auto": torch.bfloat16 if p == "auto" else real(d, p))
+    said = []
+    d = run(child, store, progress=False, log=said.append)
+    assert json.loads((d / "summary.json").read_text())["autocast"] == "float32"
+    assert any("its other 3 finished networks trained in float32, so b3-mean-thawed does too" in m for m in said)
+    assert ex.seed_settings(kid(4, "mean", "frozen"), store)[("cpu", "float32")] == 3   # run store + export: once
+
+    # siblings in bf16 on a CPU without native bf16 (emulated, ~10x slower): one clear error, nothing trained
+    monkeypatch.setattr(ex, "autocast_dtype", lambda d, p="auto": None if p == "auto" else real(d, p))
+    store2 = RunStore(tmp_path / "runs2", results=tmp_path / "results2")
+    _fake_finished(store2, kid(1, "random", "thawed"), "cpu", "bfloat16")
+    with pytest.raises(ConfigError, match=r"mnist seed 0 \(smoke\): its other 1 finished networks trained in "
+                                          r"bfloat16, which this cpu only emulates"):
+        run(child, store2, progress=False, log=lambda m: None)
+    assert not store2.run_path(child).exists() and not store2.run_path(base).exists()
+
+    # siblings on a GPU: a CPU does not continue the seed
+    store3 = RunStore(tmp_path / "runs3", results=tmp_path / "results3")
+    _fake_finished(store3, kid(5, "stn", "frozen"), "cuda:0", "bfloat16")
+    with pytest.raises(ConfigError, match="its other 1 finished networks trained on cuda, b3-mean-thawed would "
+                                          "train on cpu.*--device cuda"):
+        run(child, store3, progress=False, log=lambda m: None)
+    # an explicit precision is part of the config (so of its base): the device is still checked
+    fp32 = lambda b, i, r: make_config("mnist", b, i, r, profile="smoke", epochs=1, **TINY)  # noqa: E731
+    _fake_finished(store3, fp32(5, "stn", "frozen"), "cuda", "float32")
+    with pytest.raises(ConfigError, match="trained on cuda, b3-mean-thawed would train on cpu"):
+        run(fp32(3, "mean", "thawed"), store3, progress=False, log=lambda m: None)

@@ -362,7 +362,10 @@ def test_cli_slurm_without_submitit_is_a_clear_error(capsys, tmp_path, tmp_path_
     assert "needs submitit" in err
 
 
-def test_cli_template_without_parameters_cell(capsys, tmp_path):
+def test_cli_template_without_parameters_cell(capsys, tmp_path, monkeypatch):
+    # results of its own: README's first command exports MNIST smoke networks into the checkout's
+    # results/, which a grid on another store refuses to retrain before it reads the template
+    monkeypatch.setenv("TRIAGE_RESULTS", str(tmp_path / "results"))
     nb = nbformat.read(template.default_template(), as_version=4)
     for cell in nb.cells:
         cell.metadata.pop("tags", None)
@@ -382,7 +385,8 @@ def test_cli_template_without_parameters_cell(capsys, tmp_path):
     assert "does not exist" in err
 
 
-def test_cli_refuses_a_store_folder_of_an_incompatible_version(capsys, tmp_path):
+def test_cli_refuses_a_store_folder_of_an_incompatible_version(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRIAGE_RESULTS", str(tmp_path / "results"))   # as above: not the checkout's
     cfg = grid.expand_grid("mnist", "smoke")[0]
     d = RunStore(tmp_path).path(cfg)
     d.mkdir(parents=True)

@@ -53,6 +53,33 @@ def test_longest_first_queues_tm_children_and_control_before_fm():
         assert n_long == sum(c.regime == "thawed" or c.control for c in cfgs if c.seed == seed)
 
 
+def test_gpu_campaign_leaves_a_seed_begun_on_another_device_to_it(tmp_path):
+    import dataclasses
+    import importlib.util
+    import json
+    from triage.grid import expand_grid
+    from triage.store import RunStore
+    spec = importlib.util.spec_from_file_location("gpu_campaign", REPO / "tools" / "gpu_campaign.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    store = RunStore(tmp_path / "runs", results=tmp_path / "results")
+    cfgs = expand_grid(["mnist", "cifar10"], "smoke", [0, 1])
+
+    def finished(cfg, device):     # a finished export, as another machine left it
+        d = store.export_path(cfg)
+        d.mkdir(parents=True)
+        (d / "config.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "device": device}))
+        (d / "summary.json").write_text(json.dumps({"autocast": "float32"}))
+    kids = {(c.dataset, c.seed, c.name): c for c in cfgs}
+    finished(kids[("mnist", 1, "b1-random-frozen")], "cuda")     # the first child itself: still seen
+    finished(kids[("cifar10", 0, "b3-mean-thawed")], "cpu")
+    finished(kids[("cifar10", 1, "b5-stn-frozen")], "cpu")
+    finished(kids[("mnist", 0, "base")], "cuda")                 # a base may come from anywhere
+    said = []
+    assert mod.begun_elsewhere(cfgs, store, "cpu", said.append) == {("mnist", 1)}
+    assert said == ["mnist seed 1: begun on cuda, not cpu: left to it"]
+
+
 def test_backfill_dead_channels_matches_what_a_run_records(tmp_path, triage_cache):
     """Runs trained before the dead-channel counts were recorded get the same values from their weights."""
     import triage
@@ -109,8 +136,9 @@ def test_campaign_worker_runs_the_grids_in_its_order_with_extra_arguments(tmp_pa
     assert out.returncode == 0, out.stderr
     calls = log.read_text().splitlines()
     order = [(c.split()[c.split().index("--dataset") + 1], c.split()[c.split().index("--seeds") + 1]) for c in calls]
-    assert order == [("stanford_dogs", "2"), ("cifar100", "2"), ("stanford_dogs", "0"), ("stanford_dogs", "1"),
-                     ("cifar100", "0"), ("cifar100", "1")]
+    # CIFAR-100 x 3 is required, Stanford Dogs "at least 1" (seed 2, complete): CIFAR-100 first
+    assert order == [("stanford_dogs", "2"), ("cifar100", "2"), ("cifar100", "0"), ("cifar100", "1"),
+                     ("stanford_dogs", "0"), ("stanford_dogs", "1")]
     for c in calls:
         assert c.startswith("1 -m triage grid --profile campaign ")        # one thread unless told otherwise
         assert c.endswith("--no-notebooks --no-progress --out runs x --data-root /d")

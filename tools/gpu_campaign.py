@@ -55,6 +55,24 @@ def longest_first(cfgs):
     return sorted(cfgs, key=lambda c: (group[c.parent().key()], rank(c)))
 
 
+def begun_elsewhere(cfgs, store, device, log=print) -> set:
+    """The (data set, seed) grids of ``cfgs`` whose finished children or control trained on another
+    device type: one seed trains on one device (``triage.run`` refuses the rest), so they are left
+    to the device they began on instead of failing network by network."""
+    from triage.experiments import resolve_device, seed_settings
+    here, out, first = resolve_device(device).type, set(), {}
+    for c in cfgs:
+        if c.is_child:
+            first.setdefault((c.dataset, c.seed), []).append(c)
+    for (ds, seed), kids in first.items():
+        # a network is not its own sibling: two of them together see every finished one
+        seen = {d for c in kids[:2] for d, _ in seed_settings(c, store)}
+        if seen and here not in seen:
+            out.add((ds, seed))
+            log(f"{ds} seed {seed}: begun on {', '.join(sorted(seen))}, not {here}: left to it")
+    return out
+
+
 def choose_child_lr(store, pilot_cfgs) -> dict:
     """The pre-registered criterion on the finished pilot runs (see the module docstring)."""
     acc = {"initial": [], "continue": []}
@@ -131,6 +149,7 @@ def main() -> int:
         stored.parent.mkdir(parents=True, exist_ok=True)
         stored.write_text(json.dumps(decision, indent=2))
     cfgs = longest_first([c for ds in a.datasets for c in grid(ds, a.seeds, child_lr=decision["choice"])])
+    cfgs = [c for c in cfgs if (c.dataset, c.seed) not in begun_elsewhere(cfgs, store, a.device, log)]
     todo = [c for c in cfgs if not store.is_done(c)]
     log(f"phase 2: {len(todo)} of {len(cfgs)} networks to train, {a.jobs} at once, "
         f"{a.deadline - (time.time() - t0):.0f} s left")

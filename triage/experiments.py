@@ -46,7 +46,7 @@ from .train import (DTYPES, REGIMES, apply_regime, autocast_dtype, channels_last
 __all__ = ["HParams", "TABLE1", "TABLE2", "Profile", "PROFILES", "RunConfig", "make_config",
            "ConfigError", "RunStore", "run", "load_model", "build_model", "check_model_data",
            "default_runs_root", "default_results_root", "export_run", "summarise_run",
-           "hyperparameter_tables"]
+           "hyperparameter_tables", "seed_settings"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -202,6 +202,8 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
             raise ConfigError(f"{ckpt_path} was trained in {ckpt['autocast']!r}, which this triage does not know "
                               f"({', '.join(by_name)}); delete it to train the run from the start")
         amp = by_name[ckpt["autocast"]]
+    elif cfg.is_child:
+        amp = _seed_autocast(cfg, store, device, amp, log)
     cl = channels_last(amp, ckpt, build_model(cfg), device)
     memory_format = torch.channels_last if cl else torch.contiguous_format
     loaders = get_split_loaders(
@@ -235,6 +237,87 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
     log(f"{cfg.dataset}/{cfg.name}: test acc {head:.4f} (best epoch {summary['best_epoch']}, "
         f"{stop_reason} after {len(rows)} epochs) -> {run_dir}")
     return run_dir
+
+
+def seed_settings(cfg: RunConfig, store: RunStore) -> dict[tuple[str, str | None], int]:
+    """How the finished networks that start from ``cfg``'s base trained (``cfg`` left out):
+    ``{(device type, arithmetic): count}``, from the run store and its export.
+
+    The arithmetic is the recorded autocast name ("float32", "bfloat16"); None for runs from
+    before it was recorded. Empty for a base, which is no one's sibling.
+
+    Example:
+        >>> seed_settings(make_config("cifar100", 1, "random", "frozen", "campaign", 2), RunStore())  # doctest: +SKIP
+        {('cpu', 'float32'): 9}
+    """
+    if not cfg.is_child:
+        return {}
+    parent, found = cfg.parent().key(), {}
+    folders = [store.run_path(cfg).parent] + ([store.export_path(cfg).parent] if store.export_path(cfg) else [])
+    for folder in folders:
+        for d in sorted(folder.iterdir()) if folder.is_dir() else ():
+            try:
+                if not (d / "summary.json").is_file():   # only finished runs: summary.json is written last
+                    continue
+                meta = json.loads((d / "config.json").read_text())
+                other = RunConfig(**meta["config"])
+                if not other.is_child or other.key() in found or other.key() == cfg.key() \
+                        or other.parent().key() != parent:
+                    continue
+                autocast = json.loads((d / "summary.json").read_text()).get("autocast")
+                on = torch.device(meta.get("device") or "cpu").type
+            except (OSError, ValueError, TypeError, KeyError, RuntimeError, ConfigError):
+                continue   # not a run folder of this triage: not a sibling
+            found[other.key()] = (on, autocast)
+    counts: dict = {}
+    for setting in found.values():
+        counts[setting] = counts.get(setting, 0) + 1
+    return counts
+
+
+def _seed_autocast(cfg: RunConfig, store: RunStore, device: torch.device, amp, log):
+    """The arithmetic a new child or control of a partly trained seed trains in: its siblings'.
+
+    One seed's children and its control are compared with each other (the claims difference them
+    within a seed), and the same config trained on another device or arithmetic differs by about
+    the claims' 1-point margin (TM children, CPU against GPU: median 1.1 points; the method
+    chapter's device repeats). ``precision="auto"`` resolves by the machine, so a seed begun on a
+    CPU without native bf16 (fp32) and continued on one with it (bf16) would mix the two. A seed
+    therefore keeps the device its finished networks used and, under "auto", their arithmetic: fp32
+    anywhere, bf16 only where it is native (emulated bf16 measured ~10x slower than fp32 on an
+    AVX2 CPU). An explicit ``precision`` ("fp32", "bf16") is part of the config, so its siblings
+    share it already.
+    """
+    seen = seed_settings(cfg, store)
+    if not seen:
+        return amp
+    where = f"{cfg.dataset} seed {cfg.seed} ({cfg.profile})"
+    devices = {d for d, _ in seen}
+    ariths = {a for _, a in seen if a is not None}
+    n = sum(seen.values())
+    if len(devices) > 1 or len(ariths) > 1:
+        log(f"{where}: its {n} finished networks already mix settings ({seen}); "
+            f"{cfg.name} trains in {DTYPES[amp]} on {device.type}")
+        return amp
+    (trained_on,) = devices
+    if trained_on != device.type:
+        raise ConfigError(f"{where}: its other {n} finished networks trained on {trained_on}, {cfg.name} would "
+                          f"train on {device.type}; one seed's children and control are compared with each other, "
+                          f"so they train on one device: train the rest of this seed with --device {trained_on}, "
+                          "or another seed here")
+    if not ariths or cfg.precision != "auto":
+        return amp      # not recorded (older runs): nothing to keep; explicit: the config's
+    (arith,) = ariths
+    want = {v: k for k, v in DTYPES.items()}[arith]
+    if want == amp:
+        return amp
+    if want is not None and autocast_dtype(device, "auto") is None:
+        raise ConfigError(f"{where}: its other {n} finished networks trained in {arith}, which this {device.type} "
+                          f"only emulates (~10x slower than fp32); train the rest of this seed on a machine with "
+                          "native bf16 (AVX512-BF16 or AMX, or a GPU), or another seed here")
+    log(f"{where}: its other {n} finished networks trained in {arith}, so {cfg.name} does too "
+        f"(precision=auto would pick {DTYPES[amp]} here): the seed compares like with like")
+    return want
 
 
 def _finished_run(cfg: RunConfig, store: RunStore, run_dir: Path, own_dir: bool, log) -> Path | None:
