@@ -76,7 +76,7 @@ from dataclasses import dataclass, field
 
 from .vocabulary import LABELS
 from .contrasts import holm as _holm, mde as _mde, paired_contrast as _contrast
-from .contrasts import seeds_needed as _seeds_needed, simultaneous_ci as _simultaneous_ci
+from .contrasts import first_by, seeds_needed as _seeds_needed, simultaneous_ci as _simultaneous_ci, toward_claim
 
 __all__ = ["VERDICTS", "CLAIMS", "PAPER", "MARGIN", "MUCH", "EPOCH_MARGIN", "EPOCH_CLAIMS", "COLLAPSE",
            "ClaimsReport", "check_claims", "measures", "collapsed_networks", "compressed_dead"]
@@ -288,12 +288,8 @@ def _decide(fam, quantifier: str, level: float, kind: str):
     "any" (existential claims C3, C4a): holds when some contrast holds (Holm); does not hold
     when every contrast fails (no correction).
 
-    Contrasts with equal p-values, and above all those without one (one seed: no variance, every
-    p is NaN), are ranked by their estimate's distance from the threshold on the claim's side
-    (``kind``): otherwise the family's first contrast would be shown as the deciding one, however
-    far it lies from the others.
+    Among equal p-values (one seed: all NaN) the estimate decides (:func:`contrasts.first_by`).
     """
-    import numpy as np
     fam = fam.copy()
     if quantifier == "all":
         fam["p_adj"], fam["p_against_adj"] = fam["p"], _holm(fam["p_against"])
@@ -301,16 +297,9 @@ def _decide(fam, quantifier: str, level: float, kind: str):
         fam["p_adj"], fam["p_against_adj"] = _holm(fam["p"]), fam["p_against"]
     ok_for = (fam["p_adj"] < level).to_numpy()
     ok_against = (fam["p_against_adj"] < level).to_numpy()
-    pf, pa = fam["p_adj"].fillna(1.0).to_numpy(), fam["p_against_adj"].fillna(1.0).to_numpy()
-    est, thr = fam["estimate"].to_numpy(dtype=float), fam["threshold"].to_numpy(dtype=float)
-    # how far each estimate lies on the claim's side of its threshold (negative: the other side)
-    toward = {"greater": est - thr, "less": thr - est, "equiv": thr - np.abs(est)}[kind]
-    toward = np.where(np.isnan(toward), -np.inf, toward)
-
-    def pick(p, lowest_p: bool, most_toward: bool) -> int:
-        # np.lexsort sorts by its last key first: p, then the estimate among equal p
-        order = np.lexsort((toward if not most_toward else -toward, p if lowest_p else -p))
-        return int(fam.index[order[0]])
+    toward = toward_claim(kind, fam["estimate"].to_numpy(dtype=float), fam["threshold"].to_numpy(dtype=float))
+    pf, pa = fam["p_adj"].to_numpy(dtype=float), fam["p_against_adj"].to_numpy(dtype=float)
+    pick = lambda p, lowest_p, most_toward: int(fam.index[first_by(p, toward, lowest_p, most_toward)])  # noqa: E731
     if quantifier == "all":
         if ok_against.any():    # the clearest failure
             return "does not hold", fam, pick(pa, lowest_p=True, most_toward=False)
@@ -526,11 +515,7 @@ def check_claims(runs, alpha: float = 0.05, margin: float = MARGIN, much: float 
 
 
 def _on_claim_side(kind: str, estimate: float, thr: float) -> bool:
-    if kind == "equiv":
-        return abs(estimate) < thr
-    return estimate > thr if kind == "greater" else estimate < thr
-
-
+    return bool(toward_claim(kind, estimate, thr) > 0)
 
 
 def _note(claim, kind, verdict, fam, row, thr, n_coll, part, quant="all") -> str:

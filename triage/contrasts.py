@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["POWER", "paired_contrast", "mde", "seeds_needed", "holm", "simultaneous_ci"]
+__all__ = ["POWER", "paired_contrast", "mde", "seeds_needed", "holm", "simultaneous_ci", "toward_claim", "first_by"]
 
 POWER = 0.8         # power of the minimum detectable effect and of the seeds needed
 
@@ -118,3 +118,31 @@ def simultaneous_ci(row, alpha: float, m: int) -> tuple[float, float]:
         return float("nan"), float("nan")
     h = float(stats.t.ppf(1 - alpha / (2 * m), df)) * se
     return est - h, est + h
+
+
+def toward_claim(kind: str, estimate, thr):
+    """How far estimates lie on the claim's side of their thresholds (negative: the other side;
+    -inf where undefined), for a ``kind`` of :func:`paired_contrast`. Scalars or arrays.
+
+    >>> toward_claim("equiv", [-0.4, 1.5], 1.0).tolist()
+    [0.6, -0.5]
+    """
+    import numpy as np
+    est = np.asarray(estimate, dtype=float)
+    d = {"greater": est - thr, "less": thr - est, "equiv": thr - np.abs(est)}[kind]
+    return np.where(np.isnan(d), -np.inf, d)
+
+
+def first_by(p, toward, lowest_p: bool, most_toward: bool) -> int:
+    """Position of the contrast with the lowest (or highest) p, a NaN p counting as 1; among equal
+    p the one furthest toward the claim (or from it), not the first listed: with one seed every p
+    is NaN, and the family's first contrast may lie far from the one that would decide.
+
+    >>> first_by([float("nan")] * 3, toward_claim("greater", [1.1, 1.8, 0.2], 1.0), True, True)
+    1
+    """
+    import numpy as np
+    p = np.nan_to_num(np.asarray(p, dtype=float), nan=1.0)
+    toward = np.asarray(toward, dtype=float)
+    # np.lexsort sorts by its last key first
+    return int(np.lexsort((-toward if most_toward else toward, p if lowest_p else -p))[0])
