@@ -632,6 +632,20 @@ def test_a_data_set_with_only_its_base_says_its_grid_is_not_trained():
     assert claims_chapter.explain(rep1, "C3", "cifar10").startswith("A continued-base control")
 
 
+def test_a_data_set_whose_grid_is_partial_in_every_seed_says_its_estimate_covers_only_that_part():
+    # cifar10 has the whole grid; on cifar100 only block 1's RW networks are trained (in one seed,
+    # as a campaign in progress): its TM - FM is 25 points there, 0 in the cells it lacks
+    full = make_runs(lambda s, b, i, r: 70.0 + s, range(3), control=lambda s: 70.0)
+    part = make_runs(lambda s, b, i, r: 50.0 - 25 * (r == "frozen" and b == 1), [2], dataset="cifar100",
+                     control=lambda s: 52.0)
+    part = part[(part["block"] == 0) | ((part["block"] == 1) & (part["init"] == "random"))]
+    rep = claims.check_claims(pd.concat([full, part], ignore_index=True))
+    r = row(rep, "C2", dataset="cifar100")
+    assert r["estimate"] == pytest.approx(25.0) and r["n"] == 1
+    assert r["note"].startswith("partial grid: 2 of 30 configurations trained in any seed")
+    assert "partial grid" not in row(rep, "C2")["note"]
+
+
 def test_explain_a_c4a_failure_past_zero():
     # STN 4 epochs slower on every seed, both regimes: no positive 'faster' margin changes it
     runs = make_runs(lambda s, b, i, r: 70.0, range(3),

@@ -74,12 +74,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .tables import compressed_dead
 from .vocabulary import LABELS
 from .contrasts import holm as _holm, mde as _mde, paired_contrast as _contrast
 from .contrasts import first_by, seeds_needed as _seeds_needed, simultaneous_ci as _simultaneous_ci, toward_claim
 
 __all__ = ["VERDICTS", "CLAIMS", "PAPER", "MARGIN", "MUCH", "EPOCH_MARGIN", "EPOCH_CLAIMS", "COLLAPSE",
-           "ClaimsReport", "check_claims", "measures", "collapsed_networks", "compressed_dead"]
+           "ClaimsReport", "check_claims", "measures", "collapsed_networks"]
 
 VERDICTS = ("holds", "does not hold", "not testable at this n", "not testable: no control")
 CLAIMS = {
@@ -217,24 +218,6 @@ def _tidy(runs, collapse: float = COLLAPSE, count_hint: bool = True, measure: st
         name=name if name is not None else "", scheme=scheme)
     out["seed"] = out["seed"].astype(int)
     return out.dropna(subset=["acc"]).reset_index(drop=True)
-
-
-def compressed_dead(t):
-    """A runs table's dead channels at each child's compressed block and that block's width, as two
-    Series (NaN where not recorded). A block-1 child recorded before ``dead_compressed`` existed
-    has it as its ``dead_block1``, of the VGG's 64 * width channels."""
-    import numpy as np
-    import pandas as pd
-    nan = pd.Series(np.nan, index=t.index)
-    dead = t["dead_compressed"] if "dead_compressed" in t else nan
-    channels = t["compressed_channels"] if "compressed_channels" in t else nan
-    if "dead_block1" in t:
-        first = (t["block"].astype(int) == 1) & dead.isna()
-        dead = dead.where(~first, t["dead_block1"])
-        vgg = t["model"].fillna("vgg16_bn") == "vgg16_bn" if "model" in t else True
-        if "width" in t:
-            channels = channels.where(~(first & vgg & channels.isna()), (64 * t["width"]).round())
-    return dead, channels
 
 
 def _wide(t, value: str, keep_collapsed: bool = False):
@@ -459,9 +442,15 @@ def check_claims(runs, alpha: float = 0.05, margin: float = MARGIN, much: float 
     level = alpha / 2
     thresholds = {"margin": margin, "much": much, "epoch_margin": -epoch_margin}
     contrasts, verdicts = [], []
+    design = _configs(t)   # every child configuration some data set trained: the grid's design
     for dataset, part in t.groupby("dataset", sort=False):
         has_control = (part["role"] == "control").any()
         n_coll = int(part["collapsed"].astype(bool).sum())
+        # a data set none of whose seeds has trained the whole design: its contrasts average the
+        # configurations it has, so an estimate is not yet the claim's and will move
+        k = len(_configs(part))
+        partial = (f"partial grid: {k} of {len(design)} configurations trained in any seed; the estimate "
+                   "covers those only" if 0 < k < len(design) else "")
         for claim, (kind, quant, tname) in _RULES.items():
             thr = thresholds[tname]
             if claim in ("C3", "C4b") and not has_control:
@@ -508,10 +497,16 @@ def check_claims(runs, alpha: float = 0.05, margin: float = MARGIN, much: float 
                                                         "mde", "seeds_needed", "likely", "threshold",
                                                         "ci_fw_low", "ci_fw_high")},
                                  "contrasts": len(sub),
-                                 "note": _note(claim, kind, verdict, sub, row, thr, n_coll, part, quant)})
+                                 "note": "; ".join(x for x in (partial, _note(claim, kind, verdict, sub, row, thr,
+                                                                                n_coll, part, quant)) if x)})
     v = pd.DataFrame(verdicts)
     c = pd.concat(contrasts, ignore_index=True) if contrasts else pd.DataFrame()
     return ClaimsReport(v, c, _counts(v), collapsed_networks(runs, collapse), meas, params)
+
+
+def _configs(t) -> set:
+    """The (block, init, regime) configurations of the children in a tidy table."""
+    return set(map(tuple, t.loc[t["role"] == "child", ["block", "init", "regime"]].to_numpy()))
 
 
 def _on_claim_side(kind: str, estimate: float, thr: float) -> bool:

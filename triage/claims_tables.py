@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .claims import _INITS, _SHORT, COLLAPSE, MUCH, _cols, _matched, _tidy, _wide, check_claims, compressed_dead
+from .claims import _INITS, _SHORT, COLLAPSE, MUCH, _cols, _matched, _tidy, _wide, check_claims
+from .tables import compressed_dead
 from .contrasts import paired_contrast, simultaneous_ci
 
 __all__ = ["seed_sd", "unstable_cells", "unstable_text", "dead_by_block", "dead_by_block_text", "device_spread_text", "block_effect", "cka_bases", "fig3_cka",

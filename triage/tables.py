@@ -23,7 +23,7 @@ from .vocabulary import GRID_SIZE, is_base
 __all__ = ["PILOT_CHILDREN", "PAPER_TRAIN_IMAGES", "PAPER_TEST_IMAGES", "PAPER_RESOLUTION",
            "margins", "regime_gaps", "convergence_diffs", "activation_similarity", "cka_bases",
            "child_lr_pilot", "grid_cost", "device_repeats", "device_repeats_text", "device_mix",
-           "mixed_device_text",
+           "mixed_device_text", "compressed_dead",
            "setting_differences", "setting_caveat", "timings"]
 
 # The child-lr pilot (tools/gpu_campaign.py): one child per block, all three initialisers, both regimes.
@@ -482,3 +482,20 @@ def device_repeats_text(rep) -> str:
     lo, hi = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
     return text + f" (95% CI {lo:+.2f} to {hi:+.2f})"
 
+
+def compressed_dead(t):
+    """A runs table's dead channels at each child's compressed block and that block's width, as two
+    Series (NaN where not recorded). A block-1 child recorded before ``dead_compressed`` existed
+    has it as its ``dead_block1``, of the VGG's 64 * width channels."""
+    import numpy as np
+    import pandas as pd
+    nan = pd.Series(np.nan, index=t.index)
+    dead = t["dead_compressed"] if "dead_compressed" in t else nan
+    channels = t["compressed_channels"] if "compressed_channels" in t else nan
+    if "dead_block1" in t:
+        first = (t["block"].astype(int) == 1) & dead.isna()
+        dead = dead.where(~first, t["dead_block1"])
+        vgg = t["model"].fillna("vgg16_bn") == "vgg16_bn" if "model" in t else True
+        if "width" in t:
+            channels = channels.where(~(first & vgg & channels.isna()), (64 * t["width"]).round())
+    return dead, channels
