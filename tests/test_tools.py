@@ -1,4 +1,5 @@
 """tools/gpu_campaign.py on its CPU path: the pilot, the stored decision, the deadline."""
+import fcntl
 import json
 import os
 import subprocess
@@ -135,10 +136,38 @@ def test_campaign_worker_runs_the_grids_in_its_order_with_extra_arguments(tmp_pa
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     calls = log.read_text().splitlines()
-    order = [(c.split()[c.split().index("--dataset") + 1], c.split()[c.split().index("--seeds") + 1]) for c in calls]
-    # CIFAR-100 x 3 is required, Stanford Dogs "at least 1" (seed 2, complete): CIFAR-100 first
-    assert order == [("stanford_dogs", "2"), ("cifar100", "2"), ("cifar100", "0"), ("cifar100", "1"),
-                     ("stanford_dogs", "0"), ("stanford_dogs", "1")]
-    for c in calls:
-        assert c.startswith("1 -m triage grid --profile campaign ")        # one thread unless told otherwise
-        assert c.endswith("--no-notebooks --no-progress --out runs x --data-root /d")
+    def what(c):
+        w = c.split()
+        kind = "resnet8" if "model=resnet8" in w else w[w.index("triage") + 1]
+        return kind, w[w.index("--dataset") + 1], w[w.index("--seeds") + 1]
+    # issue 12 first: CIFAR-100 x 3 is required, Stanford Dogs "at least 1" (seed 2, complete);
+    # then issue 17's runs, which wait for the campaign; then the optional Dogs seeds
+    assert [what(c) for c in calls] == [
+        ("grid", "stanford_dogs", "2"), ("grid", "cifar100", "2"), ("grid", "cifar100", "0"), ("grid", "cifar100", "1"),
+        ("resnet8", "cifar10", "0"), ("resnet8", "cifar10", "1"), ("resnet8", "cifar10", "2"),
+        ("failure", "cifar10", "0"), ("failure", "cifar10", "1"), ("failure", "cifar10", "2"),
+        ("grid", "stanford_dogs", "0"), ("grid", "stanford_dogs", "1")]
+    for c in calls:     # one thread unless told otherwise; the extra arguments reach every command
+        assert c.startswith("1 -m triage ") and "--profile campaign " in c
+        assert c.endswith("--no-progress --out runs x --data-root /d")
+        if " grid " in c:
+            assert "--no-notebooks" in c
+    assert "--regimes thawed" in calls[4] and "width=1.0" in calls[4]
+
+
+def test_campaign_worker_leaves_a_failure_path_another_worker_walks(tmp_path):
+    # the other worker holds seed 1's path (its lock): this one goes on to seed 2 and the rest
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.txt"
+    (bin_dir / "python").write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    (bin_dir / "python").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", TMPDIR=str(tmp_path))
+    with open(tmp_path / "triage-failure-campaign-cifar10-1.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)      # flock(2), the lock flock(1) takes
+        out = subprocess.run(["bash", "tools/campaign_worker.sh"], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    failures = [c for c in log.read_text().splitlines() if c.startswith("-m triage failure")]
+    assert [c.split()[c.split().index("--seeds") + 1] for c in failures] == ["0", "2"]
+    assert "the other worker walks this path; going on" in out.stdout

@@ -2,22 +2,45 @@
 # One CPU worker of the campaign: the grids still missing, one (data set, seed) at a time, in the
 # order below. Start two of them side by side (two single-thread processes are the fastest layout
 # on 2 cores, benchmarks/RESULTS.md); each skips what results/ holds and what the other worker
-# is training. Extra arguments go to every `triage grid` (e.g. --out runs --data-root DIR).
+# is training. Extra arguments go to every command (e.g. --out runs --data-root DIR).
 #
 #   OMP_NUM_THREADS=1 nohup nice -n 10 bash tools/campaign_worker.sh > w1.log 2>&1 &
 #
-# The order follows the issue's "done means": CIFAR-100 × 3 seeds are required, Stanford Dogs "as
-# many seeds as the budget allows (at least 1)" and seed 2 is complete. So CIFAR-100 seed 2 (begun
-# here), then CIFAR-100 seeds 0 and 1 (a lent GPU may take them whole first,
-# `tools/gpu_campaign.py --datasets cifar100 --seeds 0 1 --no-pilot`; this worker then finds them
-# done), then the other two Stanford Dogs seeds. Stanford Dogs seed 2 stays first in the list only
-# so a fresh clone re-checks it is whole; it costs seconds when results/ holds it. One seed's
-# children train on one device in one arithmetic, so a seed begun here finishes here.
+# The order follows the issues' "done means":
+# 1. issue 12: CIFAR-100 × 3 seeds are required, Stanford Dogs "as many seeds as the budget allows
+#    (at least 1)" and seed 2 is complete. So CIFAR-100 seed 2 (begun here), then CIFAR-100 seeds 0
+#    and 1 (a lent GPU may take them whole first, `tools/gpu_campaign.py --datasets cifar100
+#    --seeds 0 1 --no-pilot`; this worker then finds them done). Stanford Dogs seed 2 stays first
+#    in the list only so a fresh clone re-checks it is whole; it costs seconds when results/ holds it.
+# 2. issue 17 (run "only after the converged campaign has finished"): the ResNet-8 grid on CIFAR-10
+#    (TM schemes, 3 seeds) and the VGG16-BN compress-to-failure path on CIFAR-10 (3 seeds).
+# 3. the optional Stanford Dogs seeds 0 and 1.
+# One seed's children train on one device in one arithmetic, so a seed begun here finishes here.
 set -u
 EXTRA=("$@")
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-for spec in "stanford_dogs 2" "cifar100 2" "cifar100 0" "cifar100 1" "stanford_dogs 0" "stanford_dogs 1"; do
-  dataset=${spec% *}; seed=${spec#* }
-  echo "== $(date -u +%FT%TZ) worker $$: $dataset seed $seed"
-  python -m triage grid --profile campaign --dataset "$dataset" --seeds "$seed" --no-notebooks --no-progress "${EXTRA[@]}"
-done
+
+grid() {   # grid DATASET SEED [grid options]: the grid's run locks share it between the workers
+  local dataset=$1 seed=$2
+  shift 2
+  echo "== $(date -u +%FT%TZ) worker $$: $dataset seed $seed $*"
+  python -m triage grid --profile campaign --dataset "$dataset" --seeds "$seed" "$@" --no-notebooks --no-progress \
+    "${EXTRA[@]}"
+}
+
+failure() {   # failure DATASET SEED: a path walks step after step and triage does not lock it, so
+  # one worker takes a seed's path (flock); the other goes on and finds it done (or resumes it) later
+  local dataset=$1 seed=$2 rc=0
+  echo "== $(date -u +%FT%TZ) worker $$: $dataset seed $seed failure path"
+  flock -n -E 200 "${TMPDIR:-/tmp}/triage-failure-campaign-$dataset-$seed.lock" \
+    python -m triage failure --profile campaign --dataset "$dataset" --seeds "$seed" --no-progress "${EXTRA[@]}" \
+    || rc=$?
+  [ "$rc" = 200 ] && echo "   the other worker walks this path; going on"
+  return 0
+}
+
+grid stanford_dogs 2
+for seed in 2 0 1; do grid cifar100 "$seed"; done
+for seed in 0 1 2; do grid cifar10 "$seed" --set model=resnet8 width=1.0 --regimes thawed; done
+for seed in 0 1 2; do failure cifar10 "$seed"; done
+for seed in 0 1; do grid stanford_dogs "$seed"; done
