@@ -371,6 +371,8 @@ class ClaimsReport:
     def table(self):
         """The data-set verdicts, formatted for the book (estimates in points, or epochs for C4a)."""
         v = self.verdicts[self.verdicts["level"] == "data set"]
+        partial = v["note"].fillna("").str.startswith("partial grid")   # the table drops the note: say it here
+        v = v.assign(contrast=v["contrast"].where(~partial, v["contrast"] + " (partial grid)"))
         def fmt(lo_col, hi_col):
             if lo_col not in v:
                 return ["n/a"] * len(v)
@@ -448,9 +450,9 @@ def check_claims(runs, alpha: float = 0.05, margin: float = MARGIN, much: float 
         n_coll = int(part["collapsed"].astype(bool).sum())
         # a data set none of whose seeds has trained the whole design: its contrasts average the
         # configurations it has, so an estimate is not yet the claim's and will move
-        k = len(_configs(part))
-        partial = (f"partial grid: {k} of {len(design)} configurations trained in any seed; the estimate "
-                   "covers those only" if 0 < k < len(design) else "")
+        n_cfg = len(_configs(part))
+        partial = (f"partial grid: {n_cfg} of {len(design)} configurations trained in any seed; the estimate "
+                   "covers those only" if 0 < n_cfg < len(design) else "")
         for claim, (kind, quant, tname) in _RULES.items():
             thr = thresholds[tname]
             if claim in ("C3", "C4b") and not has_control:

@@ -142,7 +142,8 @@ def dead_by_block(runs, share: float = 0.25, collapse: float = COLLAPSE):
     t = t[(t["role"] == "child") & ~t["collapsed"].astype(bool)]
 
     def span(x):
-        return f"{x.min():.1f}-{x.max():.1f}" if len(x) else "-"
+        lo, hi = (f"{x.min():.1f}", f"{x.max():.1f}") if len(x) else ("-", "-")
+        return lo if lo == hi else f"{lo}-{hi}"
     rows = []
     for (dataset, block, regime), g in t.groupby(["dataset", "block", "regime"], sort=True):
         known = g[g["dead_c"].notna() & g["channels"].notna()]
@@ -167,7 +168,8 @@ def dead_by_block_text(table, share: float = 0.25) -> str:
     for dataset, g in table.groupby("dataset", sort=False):
         fm, tm = g[g["regime"] == "FM"], g[g["regime"] == "TM"]
         said = [f"block {r.block}: {r.many} of {r.networks} with at least {share * r.channels:g} of {r.channels} "
-                f"dead reach {r.acc_many}%, the others {r.acc_rest}%" for r in fm.itertuples() if r.many]
+                f"dead reach {r.acc_many}%" + (f", the others {r.acc_rest}%" if r.many < r.networks else "")
+                for r in fm.itertuples() if r.many]
         clean = [str(r.block) for r in fm.itertuples() if not r.many]
         text = f"**{dataset}**, FM: " + ("; ".join(said) if said else "no network with that many dead")
         if clean:
