@@ -55,6 +55,26 @@ def test_headline_glue_by_hand():
     assert md["control_note"].startswith("These results have no control")
 
 
+def test_like_with_like_keeps_the_seeds_every_cell_shares():
+    # cifar10: seeds 0 and 1 complete, seed 2 partial; cifar100: seed 2 has children (partial), seeds
+    # 0 and 1 only their bases; mnist: bases only
+    def rows(dataset, seed, kids):
+        base = [dict(dataset=dataset, seed=seed, block=0, name="base", acc=0.5 + seed / 100)]
+        return base + [dict(dataset=dataset, seed=seed, block=b, name=f"b{b}", acc=0.4) for b in range(1, kids + 1)]
+    runs = pd.DataFrame(rows("cifar10", 0, 3) + rows("cifar10", 1, 3) + rows("cifar10", 2, 1)
+                        + rows("cifar100", 0, 0) + rows("cifar100", 1, 0) + rows("cifar100", 2, 2)
+                        + rows("mnist", 0, 0) + rows("mnist", 1, 0))
+    coverage = runs.groupby(["dataset", "seed"]).size().rename("networks").reset_index().assign(of=4)
+    shown, text = rc.like_with_like(runs, coverage)
+    kept = sorted(set(zip(shown["dataset"], shown["seed"])))
+    assert kept == [("cifar10", 0), ("cifar10", 1), ("cifar100", 2), ("mnist", 0), ("mnist", 1)]
+    assert len(shown) == 4 + 4 + 3 + 1 + 1
+    # the cifar100 base the children are set against is seed 2's own, not the three seeds' mean
+    assert shown[(shown["dataset"] == "cifar100") & (shown["block"] == 0)]["acc"].tolist() == [0.52]
+    assert text.endswith("cifar10 seed 2 (2 of 4), cifar100 seed 0 (1 of 4), cifar100 seed 1 (1 of 4).")
+    assert rc.like_with_like(runs[runs["dataset"] == "mnist"], coverage[coverage["dataset"] == "mnist"])[1] == ""
+
+
 def test_convergence_glue_by_hand():
     table, values = rc.convergence_glue(_runs(), "cifar10", "test_acc_at_best_val")
     assert list(table.columns) == ["FM-RW", "FM-MW", "TM-MW", "TM-STN"]   # Fig. 2's order, present schemes only

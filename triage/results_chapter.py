@@ -21,7 +21,7 @@ import pandas as pd
 from .tables import activation_similarity, timings
 from .vocabulary import GRID_SIZE, SCHEMES
 
-__all__ = ["COLLAPSE_FRAC", "grid_state_text", "stop_reasons", "collapsed_text", "provenance_table", "headline_glue",
+__all__ = ["COLLAPSE_FRAC", "grid_state_text", "like_with_like", "stop_reasons", "collapsed_text", "provenance_table", "headline_glue",
            "convergence_glue", "fig3_glue", "profile_timings", "timing_glue"]
 
 COLLAPSE_FRAC = 0.9   # a network giving one class to >= 90% of the test images failed: it is no result
@@ -33,6 +33,40 @@ def grid_state_text(complete: bool) -> str:
     return ("Every network of the grid is present." if complete else
             "**The grid is partial**: the figures show the networks present; the missing ones are listed "
             "in the table below.")
+
+
+def like_with_like(runs: pd.DataFrame, coverage: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The runs whose means over seeds the figures and tables of a data set may take, and what is
+    left out, in markdown ("" when nothing is).
+
+    A mean over seeds per cell compares cells only if every cell averages the same seeds: a base
+    mean over three seeds beside children of one seed sets the children against other bases than
+    their own (CIFAR-100 while its campaign runs: only seed 2 has children, and its base is not the
+    three seeds' mean). So per data set: the seeds whose grid is complete;
+    where none is, the seeds that have trained any child (their grid is partial, and the chapter
+    says so). The seeds left out are named, with how far their grids are.
+
+    Args:
+        runs: ``Results.runs``.
+        coverage: ``Results.coverage()`` (networks per data set and seed, of the grid's).
+    """
+    cov = coverage.assign(complete=coverage["networks"] >= coverage["of"])
+    has_kids = runs[runs["block"] > 0].groupby("dataset")["seed"].unique().to_dict()
+    keep, dropped = [], []
+    for dataset, c in cov.groupby("dataset", sort=False):
+        seeds = set(c.loc[c["complete"], "seed"]) or {int(s) for s in has_kids.get(dataset, [])}
+        if not seeds:       # only bases: nothing to compare, nothing to leave out
+            seeds = set(c["seed"])
+        keep += [(dataset, int(s)) for s in seeds]
+        dropped += [f"{dataset} seed {r.seed} ({r.networks} of {r.of})" for r in c.itertuples() if r.seed not in seeds]
+    idx = pd.MultiIndex.from_frame(runs[["dataset", "seed"]].astype({"seed": int}))
+    shown = runs[idx.isin(keep)]
+    text = ("" if not dropped else
+            "**Like with like:** the means over seeds below take, per data set, the seeds whose grid is complete "
+            "(where none is, those that have trained any child), so every cell averages the same seeds. Left out "
+            "here (their networks count in the tables above and in the claims once complete): "
+            + ", ".join(dropped) + ".")
+    return shown, text
 
 
 def stop_reasons(runs: pd.DataFrame) -> pd.DataFrame | None:
