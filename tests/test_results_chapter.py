@@ -75,6 +75,29 @@ def test_like_with_like_keeps_the_seeds_every_cell_shares():
     assert rc.like_with_like(runs[runs["dataset"] == "mnist"], coverage[coverage["dataset"] == "mnist"])[1] == ""
 
 
+def test_at_chance_by_exact_binomial_test():
+    # CIFAR-100 (chance 1%), 10,000 test images: 98 right is not above chance, 199 is (p ~ 1e-17);
+    # MNIST (chance 10%): 1,060 of 10,000 is (one-sided p = 0.024), 1,040 is not (p = 0.095)
+    runs = pd.DataFrame([
+        dict(dataset="cifar100", seed=2, name="b1-stn-frozen", test_acc_at_best_val=0.0098, test_images=10000,
+             majority_frac=0.39),
+        dict(dataset="cifar100", seed=2, name="b1-mean-frozen", test_acc_at_best_val=0.0199, test_images=10000,
+             majority_frac=0.21),
+        dict(dataset="mnist", seed=0, name="b1-random-frozen", test_acc_at_best_val=0.1060, test_images=10000,
+             majority_frac=0.5),
+        dict(dataset="mnist", seed=0, name="b2-random-frozen", test_acc_at_best_val=0.1040, test_images=10000,
+             majority_frac=0.5)])
+    t = rc.at_chance(runs)
+    assert list(t["name"]) == ["b1-stn-frozen", "b2-random-frozen"]
+    from scipy.stats import binom
+    assert t["p"].iloc[0] == pytest.approx(binom.sf(97, 10000, 0.01))       # P(X >= 98)
+    assert t["p"].iloc[1] == pytest.approx(binom.sf(1039, 10000, 0.1))
+    assert binom.sf(1059, 10000, 0.1) < 0.05 <= binom.sf(1039, 10000, 0.1)
+    text = rc.at_chance_text(t)
+    assert "cifar100 seed 2 b1-stn-frozen (0.98%, chance 1.00%)" in text and text.count("seed") == 2
+    assert rc.at_chance_text(rc.at_chance(runs.iloc[[1]])).endswith("none.")
+
+
 def test_convergence_glue_by_hand():
     table, values = rc.convergence_glue(_runs(), "cifar10", "test_acc_at_best_val")
     assert list(table.columns) == ["FM-RW", "FM-MW", "TM-MW", "TM-STN"]   # Fig. 2's order, present schemes only

@@ -235,7 +235,7 @@ def run(cfg: RunConfig, store: RunStore | None = None, *, data_root=None, device
         export_run(run_dir, store.export_path(cfg))
     head = summary["test_acc_at_best_val"] if val_loader is not None else summary["max_test_acc"]
     log(f"{cfg.dataset}/{cfg.name}: test acc {head:.4f} (best epoch {summary['best_epoch']}, "
-        f"{stop_reason} after {len(rows)} epochs) -> {run_dir}")
+        f"{stop_reason} after {len(rows)} epoch{'s' * (len(rows) != 1)}) -> {run_dir}")
     return run_dir
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 from .tables import activation_similarity, timings
 from .vocabulary import GRID_SIZE, SCHEMES
 
-__all__ = ["COLLAPSE_FRAC", "grid_state_text", "like_with_like", "stop_reasons", "collapsed_text", "provenance_table", "headline_glue",
+__all__ = ["COLLAPSE_FRAC", "grid_state_text", "like_with_like", "at_chance", "at_chance_text", "stop_reasons", "collapsed_text", "provenance_table", "headline_glue",
            "convergence_glue", "fig3_glue", "profile_timings", "timing_glue"]
 
 COLLAPSE_FRAC = 0.9   # a network giving one class to >= 90% of the test images failed: it is no result
@@ -85,6 +85,45 @@ def collapsed_text(runs: pd.DataFrame) -> str | None:
     return (f"**Collapsed networks** (≥ 90% of test images given one class: a failure, not a result): {len(dead)}"
             + ("" if dead.empty else ", " + ", ".join(f"{r.dataset} seed {r.seed} {r.name}"
                                                        for r in dead.itertuples())))
+
+
+def at_chance(runs: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
+    """Networks whose test accuracy is not above chance (1 / classes): one-sided exact binomial test
+    (``scipy.stats.binomtest``) of their correct answers on the ``test_images`` test images.
+
+    Such a network learned nothing, though it need not answer one class (it is not collapsed, and
+    the claims keep it, like every trained network, as what its recipe gave; the claims chapter's
+    unstable cells say why they fail). Rows without ``test_images`` are not tested.
+
+    Returns:
+        DataFrame: dataset, seed, name, accuracy, chance, test_images, p (one-sided), majority_frac.
+    """
+    from scipy.stats import binomtest
+    from .data import spec
+    cols = ["dataset", "seed", "name", "accuracy", "chance", "test_images", "p", "majority_frac"]
+    acc = "test_acc_at_best_val" if "test_acc_at_best_val" in runs else "max_test_acc"
+    rows = []
+    for r in runs.dropna(subset=[acc] + (["test_images"] if "test_images" in runs else [])).itertuples():
+        n = int(getattr(r, "test_images", 0) or 0)
+        if n <= 0:
+            continue
+        chance = 1 / spec(r.dataset).num_classes
+        p = binomtest(int(round(getattr(r, acc) * n)), n, chance, alternative="greater").pvalue
+        if p >= level:
+            rows.append({"dataset": r.dataset, "seed": int(r.seed), "name": r.name, "accuracy": getattr(r, acc),
+                         "chance": chance, "test_images": n, "p": p,
+                         "majority_frac": getattr(r, "majority_frac", float("nan"))})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def at_chance_text(table: pd.DataFrame) -> str:
+    """:func:`at_chance` in one markdown line."""
+    if table.empty:
+        return "**Networks at chance** (test accuracy not above 1 / classes, exact binomial test): none."
+    return ("**Networks at chance** (test accuracy not above 1 / classes, exact binomial test; they learned "
+            f"nothing, a failure of training to report; kept in the claims as what their recipe gave): {len(table)}, "
+            + ", ".join(f"{r.dataset} seed {r.seed} {r.name} ({100 * r.accuracy:.2f}%, chance {100 * r.chance:.2f}%)"
+                        for r in table.itertuples()))
 
 
 def provenance_table(prov: dict) -> pd.DataFrame:
