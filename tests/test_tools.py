@@ -139,11 +139,15 @@ def test_campaign_worker_runs_the_grids_in_its_order_with_extra_arguments(tmp_pa
     def what(c):
         w = c.split()
         kind = "resnet8" if "model=resnet8" in w else w[w.index("triage") + 1]
+        if kind == "run":       # one network: its seed, block and init
+            return kind, w[w.index("--dataset") + 1], w[w.index("--seed") + 1], w[w.index("--init") + 1]
         return kind, w[w.index("--dataset") + 1], w[w.index("--seeds") + 1]
     # issue 12 first: CIFAR-100 x 3 is required, Stanford Dogs "at least 1" (seed 2, complete);
     # then issue 17's runs, which wait for the campaign; then the optional Dogs seeds
     assert [what(c) for c in calls] == [
-        ("grid", "stanford_dogs", "2"), ("grid", "cifar100", "2"), ("grid", "cifar100", "0"), ("grid", "cifar100", "1"),
+        ("grid", "stanford_dogs", "2"), ("grid", "cifar100", "2"),
+        ("run", "cifar100", "2", "random"), ("run", "cifar100", "2", "mean"), ("run", "cifar100", "2", "stn"),
+        ("grid", "cifar100", "0"), ("grid", "cifar100", "1"),
         ("resnet8", "cifar10", "0"), ("resnet8", "cifar10", "1"), ("resnet8", "cifar10", "2"),
         ("failure", "cifar10", "0"), ("failure", "cifar10", "1"), ("failure", "cifar10", "2"),
         ("grid", "stanford_dogs", "0"), ("grid", "stanford_dogs", "1")]
@@ -152,7 +156,9 @@ def test_campaign_worker_runs_the_grids_in_its_order_with_extra_arguments(tmp_pa
         assert c.endswith("--no-progress --out runs x --data-root /d")
         if " grid " in c:
             assert "--no-notebooks" in c
-    assert "--regimes thawed" in calls[4] and "width=1.0" in calls[4]
+    for c in calls[2:5]:    # FM block 1 again from the base's final lr
+        assert "--block 1 " in c and "--regime frozen --child-lr continue" in c
+    assert "--regimes thawed" in calls[7] and "width=1.0" in calls[7]
 
 
 def test_campaign_worker_leaves_a_failure_path_another_worker_walks(tmp_path):
