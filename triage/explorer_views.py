@@ -393,7 +393,11 @@ def fig2_figure(results, row, fig=None):
     from . import plots
     runs, hl = results.runs, headline(results.runs)
     if fig is None:
-        part = runs[runs["dataset"] == row["dataset"]]
+        from .results_chapter import like_with_like
+        # every cell over the same seeds, as in the results chapter (a base mean over seeds that
+        # have no children would not be the base those children left)
+        part = like_with_like(runs, results.coverage())[0]
+        part = part[part["dataset"] == row["dataset"]]
         ctrl = part[_is_control(part)]
         part = part[~_is_control(part)]
         fig = plots.plot_max_accuracy(part.assign(max_test_acc=part[hl]), results.tag)
