@@ -122,20 +122,25 @@ def test_backfill_dead_channels_matches_what_a_run_records(tmp_path, triage_cach
     assert again.returncode == 0 and "0 run(s) updated" in again.stderr
 
 
-def test_campaign_worker_runs_the_grids_in_its_order_with_extra_arguments(tmp_path):
-    # a stand-in `python` that records how it was called: the order and the arguments are the
-    # script's whole behaviour (each call is a plain `triage grid`, tested in test_grid)
+def _worker(tmp_path, *args):
+    """Run tools/campaign_worker.sh with a stand-in `python` that records how it was called (its
+    thread count, then its arguments): the order and the arguments are the script's whole behaviour
+    (each call is a plain triage command, tested elsewhere). Returns (the process, the calls)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls.txt"
     (bin_dir / "python").write_text(f'#!/bin/sh\necho "$OMP_NUM_THREADS $*" >> {log}\n')
     (bin_dir / "python").chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    env["PATH"] = f"{bin_dir}:{env['PATH']}"
-    out = subprocess.run(["bash", "tools/campaign_worker.sh", "--out", "runs x", "--data-root", "/d"], cwd=REPO,
-                         env=env, capture_output=True, text=True, timeout=60)
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", TMPDIR=str(tmp_path))
+    out = subprocess.run(["bash", "tools/campaign_worker.sh", *args], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    calls = log.read_text().splitlines()
+    return out, log.read_text().splitlines()
+
+
+def test_campaign_worker_runs_the_grids_in_its_order_with_extra_arguments(tmp_path):
+    out, calls = _worker(tmp_path, "--out", "runs x", "--data-root", "/d")
     def what(c):
         w = c.split()
         kind = "resnet8" if "model=resnet8" in w else w[w.index("triage") + 1]
@@ -163,17 +168,9 @@ def test_campaign_worker_runs_the_grids_in_its_order_with_extra_arguments(tmp_pa
 
 def test_campaign_worker_leaves_a_failure_path_another_worker_walks(tmp_path):
     # the other worker holds seed 1's path (its lock): this one goes on to seed 2 and the rest
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "calls.txt"
-    (bin_dir / "python").write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
-    (bin_dir / "python").chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", TMPDIR=str(tmp_path))
     with open(tmp_path / "triage-failure-campaign-cifar10-1.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)      # flock(2), the lock flock(1) takes
-        out = subprocess.run(["bash", "tools/campaign_worker.sh"], cwd=REPO, env=env, capture_output=True,
-                             text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    failures = [c for c in log.read_text().splitlines() if c.startswith("-m triage failure")]
+        out, calls = _worker(tmp_path)
+    failures = [c for c in calls if c.startswith("1 -m triage failure")]
     assert [c.split()[c.split().index("--seeds") + 1] for c in failures] == ["0", "2"]
     assert "the other worker walks this path; going on" in out.stdout
