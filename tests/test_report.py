@@ -429,6 +429,37 @@ def test_grid_cost_by_hand():
     assert tables.grid_cost(pd.DataFrame()).empty
 
 
+def test_remaining_cost_prices_what_is_left_at_the_finished_networks_medians():
+    # cifar100 done: base (cpu, not recorded), control 7000 s, FM 2000 and 6000 (median 4000), TM 5000,
+    # all cpu fp32; an audit base, a starting-lr rerun and a GPU child are not the grid's price
+    def run(name, regime, secs, device="cpu", autocast="float32", child_lr="initial", stopping="plateau"):
+        return dict(dataset="cifar100", name=name, regime=regime, train_seconds=secs, device=device,
+                    autocast=autocast, child_lr=child_lr, stopping=stopping, extra_blocks=None, profile="campaign")
+    table = pd.DataFrame([run("base", None, 3000, autocast=None), run("control", None, 7000),
+                          run("b1-random-frozen", "frozen", 2000), run("b1-mean-frozen", "frozen", 6000),
+                          run("b1-random-thawed", "thawed", 5000),
+                          run("base", None, 99999, stopping="fixed"),                       # an audit
+                          run("b1-mean-frozen", "frozen", 99999, child_lr="continue"),     # the lr test
+                          run("b2-mean-thawed", "thawed", 10, device="cuda", autocast="bfloat16")])
+    status = pd.DataFrame([dict(dataset="cifar100", name=n, scheme=sc, state=st) for n, sc, st in [
+        ("base", "Base", "done"), ("control", "Control", "done"), ("b1-random-frozen", "FM-RW", "done"),
+        ("b2-random-frozen", "FM-RW", "missing"), ("b2-random-thawed", "TM-RW", "running"),
+        ("b3-stn-thawed", "TM-STN", "partial")]] + [
+        dict(dataset="mnist", name="base", scheme="Base", state="done"),
+        dict(dataset="stanford_dogs", name="control", scheme="Control", state="missing")])
+    cost = tables.remaining_cost(status, table)
+    c = cost.loc["cifar100"]
+    assert (c["left"], c["counted"], c["basis"]) == (3, 3, "cpu, float32, 4 runs")
+    assert c["hours"] == pytest.approx((4000 + 5000 + 5000) / 3600)
+    assert "mnist" not in cost.index                        # nothing left
+    dogs = cost.loc["stanford_dogs"]                        # nothing finished: left, not priced
+    assert (dogs["left"], dogs["counted"], dogs["hours"], dogs["basis"]) == (1, 0, 0, "nothing finished")
+    # no TM finished: a TM child costs what the control did, an FM child half of it
+    no_tm = table[table["regime"] != "thawed"].iloc[[1]]                  # the control alone
+    only = tables.remaining_cost(status[status["dataset"] == "cifar100"], no_tm).loc["cifar100"]
+    assert only["hours"] == pytest.approx((3500 + 7000 + 7000) / 3600)
+
+
 def test_device_repeats_pairs_a_repeat_with_the_grid_run_of_its_key(tmp_path):
     def write(d, device, acc):
         d.mkdir(parents=True)

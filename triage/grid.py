@@ -431,6 +431,20 @@ def _check_exports_seen(cfgs, store: RunStore) -> None:
             "exported there too), or pass --retrain-exported to train them again")
 
 
+def _print_remaining(st, store: RunStore, profile: str) -> None:
+    """What is left, in hours of one process, priced at the finished networks' median times."""
+    import pandas as pd
+    from .tables import remaining_cost
+    exported = store.results.parent if store.results is not None else None
+    table = pd.concat([results_table(store, profile)] + ([results_table(exported, profile, exported=True)]
+                                                         if exported is not None else []), ignore_index=True)
+    cost = remaining_cost(st, table)
+    for dataset, r in cost.iterrows():
+        unpriced = f"; {r.left - r.counted} not priced (nothing of their kind finished)" if r.counted < r.left else ""
+        print(f"{dataset}: {r.left} network(s) left, about {r.hours:.1f} hours of one process at the median "
+              f"times of the finished ones ({r.basis}; running ones counted whole){unpriced}")
+
+
 def _status_main(args) -> int:
     import pandas as pd
     cfgs = _cfgs_from_args(args, args.dataset or ["all"])
@@ -439,6 +453,7 @@ def _status_main(args) -> int:
     counts = status_counts(st)
     print(f"profile {args.profile}, seeds {' '.join(map(str, args.seeds))}, store {store.root}")
     print(counts.to_string())
+    _print_remaining(st, store, args.profile)
     unseen = _exports_unseen(cfgs, store)
     if unseen:
         from .store import default_results_root

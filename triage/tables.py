@@ -23,7 +23,7 @@ from .vocabulary import GRID_SIZE, is_base
 __all__ = ["PILOT_CHILDREN", "PAPER_TRAIN_IMAGES", "PAPER_TEST_IMAGES", "PAPER_RESOLUTION",
            "margins", "regime_gaps", "convergence_diffs", "activation_similarity", "cka_bases",
            "child_lr_pilot", "grid_cost", "device_repeats", "device_repeats_text", "device_mix",
-           "mixed_device_text", "compressed_dead",
+           "mixed_device_text", "compressed_dead", "remaining_cost",
            "setting_differences", "setting_caveat", "timings"]
 
 # The child-lr pilot (tools/gpu_campaign.py): one child per block, all three initialisers, both regimes.
@@ -326,17 +326,13 @@ def grid_cost(table):
         recorded" for runs from before runs recorded it. Empty when nothing is stored.
     """
     import pandas as pd
-    from .config import PROFILES
     cols = ["n_fm", "fm_s", "n_tm", "tm_s", "n_control", "control_s", "grid_hours", "n_cpu_time",
             "grid_cpu_hours"]
     index = ["dataset", "device", "arithmetic"]
     if table.empty or "device" not in table.columns:
         return pd.DataFrame(columns=cols, index=pd.MultiIndex.from_tuples([], names=index))
-    t = table[table["block"] > 0] if "extra_blocks" not in table.columns else \
-        table[(table["block"] > 0) & table["extra_blocks"].isna()]
-    t = pd.concat([t, table[(table["block"] == 0) & (table["name"] == "control")]])
-    own = t["profile"].map(lambda p: PROFILES[p].child_lr if p in PROFILES else None)
-    t = t[t["child_lr"] == own].copy()
+    table = _grid_runs(table)
+    t = pd.concat([table[table["block"] > 0], table[(table["block"] == 0) & (table["name"] == "control")]])
     t["arithmetic"] = (t["autocast"] if "autocast" in t.columns else pd.Series(None, index=t.index))
     t["arithmetic"] = t["arithmetic"].fillna("not recorded")
     if "train_cpu_seconds" not in t.columns:
@@ -499,3 +495,76 @@ def compressed_dead(t):
         if "width" in t:
             channels = channels.where(~(first & vgg & channels.isna()), (64 * t["width"]).round())
     return dead, channels
+
+
+def remaining_cost(status, table):
+    """What the networks not yet done would cost one process, from the finished ones' times.
+
+    Each network of ``status`` that is not done (missing, partial, failed or running: the last
+    two counted whole, so the figure errs high) costs the median ``train_seconds`` of the finished
+    networks of its kind (base, control, FM child, TM child) of its data set, on the device and
+    arithmetic most of them used (an fp32 CPU is several times slower than a GPU). A kind with
+    nothing finished costs its nearest stand-in: a control as a TM child, a TM child as a control,
+    an FM child as half a TM child (the campaign's FM costs 0.3-0.5 of TM); else it is not counted.
+
+    Args:
+        status: :func:`triage.grid.grid_status` (dataset, name, scheme, state).
+        table: the finished runs (:func:`triage.grid.results_table`, the store's and the exported).
+
+    Returns:
+        DataFrame per data set: left (networks not done), counted (of those, priced), hours (of
+        one process), basis (the device and arithmetic priced, and how many runs).
+    """
+    import pandas as pd
+    cols = ["left", "counted", "hours", "basis"]
+    rows = {}
+    for dataset, st in status.groupby("dataset", sort=True):
+        left = st[st["state"] != "done"]
+        if left.empty:
+            continue
+        done = _grid_runs(table[table["dataset"] == dataset]) if len(table) and "train_seconds" in table \
+            else table.iloc[:0]
+        basis, med = "nothing finished", {}
+        if len(done):
+            arith = done["autocast"].fillna("not recorded") if "autocast" in done else pd.Series("not recorded",
+                                                                                                 index=done.index)
+            dev = done["device"].fillna("cpu").map(lambda d: str(d).split(":")[0]) + ", " + arith
+            top = dev.value_counts().index[0]
+            done = done[dev == top]
+            kind = _kind(done["name"].astype(str), done["regime"] if "regime" in done else None)
+            med = done.groupby(kind)["train_seconds"].median().to_dict()
+            basis = f"{top}, {len(done)} runs"
+        tm, ctl = med.get("TM", med.get("control")), med.get("control", med.get("TM"))
+        price = {"base": med.get("base"), "control": ctl, "TM": tm,
+                 "FM": med.get("FM", tm / 2 if tm is not None else None)}
+        secs = [price[k] for k in _kind(left["name"].astype(str), None, left["scheme"].astype(str))]
+        priced = [x for x in secs if x is not None and x == x]
+        rows[dataset] = {"left": len(left), "counted": len(priced), "hours": sum(priced) / 3600, "basis": basis}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+
+
+def _grid_runs(table):
+    """The grid's own runs of a table: without compress-to-failure steps (``extra_blocks``), runs
+    at another starting lr than their profile's (the pilot, the starting-lr test) and audit runs
+    (another ``stopping`` than their profile's)."""
+    from .config import PROFILES
+    t = table
+    if "extra_blocks" in t:
+        t = t[t["extra_blocks"].isna()]
+    for field in ("child_lr", "stopping"):
+        if field in t and "profile" in t:
+            own = t["profile"].map(lambda p, f=field: getattr(PROFILES[p], f) if p in PROFILES else None)
+            t = t[(t[field] == own) | own.isna()]
+    return t.copy()
+
+
+def _kind(names, regimes=None, schemes=None):
+    """base / control / FM / TM of each network, from its name and its regime (or its scheme)."""
+    import pandas as pd
+    names = pd.Series(list(names))
+    if regimes is not None:
+        child = pd.Series(list(regimes)).map({"frozen": "FM", "thawed": "TM"})
+    else:
+        child = pd.Series(list(schemes)).str.split("-").str[0]
+    out = names.where(names.isin(["base", "control"]), child)
+    return out.set_axis(names.index).tolist()
